@@ -1,0 +1,169 @@
+"""gan.py: paper-critical pieces, smoke run, determinism, exact resume, bad input."""
+import numpy as np
+import pytest
+import torch
+from helpers import check_bad_input, check_smoke, load_script, losses, only_run_dir, run_inprocess
+
+gan = load_script("gan")
+SMALL = ["--hidden-dim", 64, "--maxout-units", 16, "--batch-size", 16, "--log-interval", 1]
+
+
+def base(root):
+    return ["--data-dir", root, "--no-download", *SMALL]
+
+
+# ----------------------------------------------------------------------------- unit tests
+def test_shapes_and_logits():
+    g, d = gan.Generator(100, 64), gan.Discriminator(16, 5)
+    x = g(torch.rand(7, 100) * 2 - 1)
+    assert x.shape == (7, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    assert d(x).shape == (7,)
+    assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.BatchNorm1d)) for m in d.modules())
+
+
+def test_maxout_is_max_over_pieces():
+    m = gan.Maxout(3, 2, 4)
+    x = torch.randn(5, 3)
+    expected = m.linear(x).view(5, 2, 4).max(dim=2).values
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_generator_losses_on_known_logits():
+    logits = torch.tensor([0.0, 2.0, -3.0])
+    p = torch.sigmoid(logits)
+    # non-saturating: -log D(G(z)); saturating (minimax): log(1 - D(G(z)))
+    torch.testing.assert_close(gan.generator_loss(logits, "non-saturating"), -torch.log(p).mean())
+    torch.testing.assert_close(gan.generator_loss(logits, "saturating"), torch.log(1 - p).mean())
+    # the saturating loss has a vanishing gradient where D confidently rejects fakes (Section 3 of the paper)
+    lo = torch.tensor([-8.0], requires_grad=True)
+    gan.generator_loss(lo, "saturating").backward()
+    g_sat = lo.grad.abs().item()
+    lo.grad = None
+    gan.generator_loss(lo, "non-saturating").backward()
+    assert g_sat < 1e-3 < lo.grad.abs().item()
+
+
+def test_discriminator_loss_and_one_sided_label_smoothing():
+    real, fake = torch.tensor([1.0, -0.5]), torch.tensor([0.3, -2.0])
+    pr, pf = torch.sigmoid(real), torch.sigmoid(fake)
+    expected = -(torch.log(pr).mean() + torch.log(1 - pf).mean())
+    torch.testing.assert_close(gan.discriminator_loss(real, fake), expected)
+    smooth = -((0.9 * torch.log(pr) + 0.1 * torch.log(1 - pr)).mean() + torch.log(1 - pf).mean())
+    torch.testing.assert_close(gan.discriminator_loss(real, fake, 0.9), smooth)  # fakes keep target 0
+
+
+def test_noise_priors():
+    u = gan.sample_noise(20000, 4, "uniform", "cpu")
+    assert u.min() >= -1 and u.max() <= 1 and abs(u.mean()) < 0.02 and abs(u.var() - 1 / 3) < 0.01
+    n = gan.sample_noise(20000, 4, "normal", "cpu")
+    assert abs(n.std() - 1) < 0.02 and n.abs().max() > 1
+
+
+def test_epoch_batches_cover_each_epoch_once_and_depend_only_on_step():
+    data = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    b = gan.EpochBatches(data, 3, seed=1)
+    seen = torch.cat([b.get(s) for s in range(3)]).flatten()
+    assert len(set(seen.tolist())) == 9  # 3 full batches, the last incomplete one dropped
+    again = gan.EpochBatches(data, 3, seed=1)
+    torch.testing.assert_close(again.get(4), b.get(4))  # same batch whatever came before
+    assert not torch.equal(b.get(0), b.get(3)) or not torch.equal(b.get(1), b.get(4))  # reshuffled per epoch
+
+
+# ----------------------------------------------------------------------------- runs
+def test_smoke_run(tmp_path, mnist_root):
+    run, data, proc = check_smoke("gan", [*base(mnist_root), "--max-iters", 3], tmp_path, [], n_eval=30)
+    images = data["images"]
+    assert images.dtype == np.uint8 and images.shape == (30, 1, 28, 28)
+    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 3
+    g = gan.Generator(100, 64)
+    g.load_state_dict(ckpt["generator"])
+    gan.Discriminator(16, 5).load_state_dict(ckpt["discriminator"])
+
+
+def test_fashion_mnist_and_k_steps(tmp_path, mnist_root):
+    rc, out, err = run_inprocess("gan", [*base(mnist_root), "--dataset", "fashion-mnist", "--k-steps", 2,
+                                         "--max-iters", 2, "--num-eval-samples", 0], tmp_path)
+    assert rc == 0, err
+    run = only_run_dir(tmp_path)
+    assert run.name.startswith("fashion-mnist__gan__1__")
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4  # k = 2 real minibatches per generator update
+    assert not (run / "samples.npz").exists()
+
+
+def test_determinism_and_exact_resume(tmp_path, mnist_root):
+    full, half = tmp_path / "full", tmp_path / "half"
+    full.mkdir(), half.mkdir()
+    common = [*base(mnist_root), "--num-eval-samples", 0]
+    assert run_inprocess("gan", [*common, "--max-iters", 6], full)[0] == 0
+    assert run_inprocess("gan", [*common, "--max-iters", 3], half)[0] == 0
+    run = only_run_dir(half)
+    rc, out, err = run_inprocess("gan", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
+    assert rc == 0, err
+    a, b = losses(only_run_dir(full)), losses(run)
+    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
+    assert a == b  # same seed: identical values; 3 + resumed 3 == 6 in one go, value for value
+    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)["generator"]
+    wb = torch.load(run / "checkpoint.pt", weights_only=False)["generator"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
+    assert run_inprocess("gan", [*base(mnist_root), "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
+    run = only_run_dir(tmp_path)
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    rc, out, err = run_inprocess("gan", [*base(mnist_root), "--resume", run / "checkpoint.pt", "--eval-only",
+                                         "--num-eval-samples", 12], tmp_path)
+    assert rc == 0, err
+    assert np.load(run / "samples.npz")["images"].shape == (12, 1, 28, 28)
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+
+
+@pytest.mark.parametrize("flags, mention", [
+    (["--lr", -1], "--lr"),
+    (["--batch-size", 0], "--batch-size"),
+    (["--k-steps", 0], "--k-steps"),
+    (["--label-smoothing", 1.5], "--label-smoothing"),
+    (["--resume", "nope/checkpoint.pt"], "--resume"),
+    (["--eval-only"], "--eval-only"),
+    (["--batch-size", 1000], "--batch-size"),
+])
+def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
+    check_bad_input("gan", [*base(mnist_root), *flags], tmp_path, 2, mention)
+
+
+def test_missing_data_exits_1(tmp_path):
+    line = check_bad_input("gan", ["--data-dir", tmp_path / "empty", "--no-download"], tmp_path, 1, "MNIST")
+    assert "--data-dir" in line and not (tmp_path / "empty" / "MNIST").exists()
+
+
+def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+    src = tmp_path / "src"
+    src.mkdir()
+    assert run_inprocess("gan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    flags = [*base(mnist_root), "--hidden-dim", 32, "--resume", ckpt]
+    rc, out, err = run_inprocess("gan", flags, dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):
+    """Fault injection: the BCE loss turns NaN from its 10th call on (iteration 4; 3 calls per iteration)."""
+    real_bce, calls = torch.nn.functional.binary_cross_entropy_with_logits, []
+
+    def bce_then_nan(*a, **k):
+        calls.append(1)
+        out = real_bce(*a, **k)
+        return out * float("nan") if len(calls) >= 10 else out
+
+    monkeypatch.setattr(torch.nn.functional, "binary_cross_entropy_with_logits", bce_then_nan)
+    flags = [*base(mnist_root), "--num-eval-samples", 0, "--checkpoint-interval", 2, "--max-iters", 50]
+    rc, out, err = run_inprocess("gan", flags, tmp_path)
+    assert rc == 1 and "non-finite loss at iteration 4" in err and len(err.strip().splitlines()) == 1, err
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 2  # the last good one
+    assert all(torch.isfinite(v).all() for v in ckpt["generator"].values())
