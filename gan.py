@@ -82,7 +82,7 @@ class Args:
     g_loss: Literal["non-saturating", "saturating"] = "non-saturating"
     """generator objective: maximise log D(G(z)) (Section 3) or minimise log(1 - D(G(z))) (Eq. 1)"""
     optimizer: Literal["adam", "sgd"] = "adam"
-    """adam (practice) or sgd with momentum beta1 (the paper's; try --lr 0.1 --beta1 0.5)"""
+    """adam (practice) or sgd (the official code's: try --lr 0.1 --beta1 0.5; lr and momentum schedules)"""
     label_smoothing: float = 1.0
     """target for real images in D's loss (one-sided smoothing, e.g. 0.9; 1.0 = off)"""
     noise: Literal["uniform", "normal"] = "uniform"
@@ -157,6 +157,14 @@ def sample_noise(n: int, dim: int, kind: str, device, generator=None) -> torch.T
     return torch.randn(n, dim, device=device, generator=generator)
 
 
+def init_uniform(module: nn.Module, irange: float):
+    """The official code's init: weights ~ U(-irange, irange), biases 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(m.weight, -irange, irange)
+            nn.init.zeros_(m.bias)
+
+
 class Generator(nn.Module):
     """z -> 1200 ReLU -> 1200 ReLU -> 784 tanh (official code; tanh instead of sigmoid as images lie in [-1, 1])."""
 
@@ -168,6 +176,14 @@ class Generator(nn.Module):
             nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
             nn.Linear(hidden_dim, int(np.prod(img_shape))), nn.Tanh(),
         )
+        init_uniform(self, 0.05)
+
+    @torch.no_grad()
+    def init_output_bias(self, images: torch.Tensor):
+        """Start at the data's pixel marginals (official code: init_sigmoid_bias_from_marginals).
+        tanh(b) = 2 sigmoid(2b) - 1, so the mean pixel p in [0, 1] needs b = logit(p) / 2."""
+        p = (images.float().mean(0) / 255).flatten().clamp(1e-4, 1 - 1e-4)
+        self.net[-2].bias.copy_(torch.logit(p) / 2)
 
     def forward(self, z):
         return self.net(z).view(z.shape[0], *self.img_shape)  # (B, 1, 28, 28)
@@ -196,6 +212,7 @@ class Discriminator(nn.Module):
             Maxout(units, units, pieces), nn.Dropout(0.5),
             nn.Linear(units, 1),  # a logit: the sigmoid lives in BCEWithLogits
         )
+        init_uniform(self, 0.005)
 
     def forward(self, x):
         return self.net(x).view(-1)  # (B,)
@@ -246,6 +263,7 @@ if __name__ == "__main__":
     batches = EpochBatches(data, args.batch_size, args.seed)
 
     generator = Generator(args.latent_dim, args.hidden_dim).to(device)
+    generator.init_output_bias(data)
     discriminator = Discriminator(args.maxout_units, args.maxout_pieces).to(device)
     if args.optimizer == "adam":
         fused = device.type == "cuda"
@@ -315,6 +333,10 @@ if __name__ == "__main__":
     # ALGO LOGIC: Algorithm 1 (minibatch stochastic gradient descent training of GANs)
     start_time, start_iter = time.time(), iteration
     while iteration < total_iters and not args.eval_only:
+        if args.optimizer == "sgd":  # official schedule: lr / 1.000004 per update, momentum beta1 -> 0.7 by epoch 250
+            for group in optimizer_g.param_groups + optimizer_d.param_groups:
+                group["lr"] = max(args.lr / 1.000004**iteration, 1e-6)
+                group["momentum"] = args.beta1 + (0.7 - args.beta1) * min(1.0, step // n_batches / 249)
         for _ in range(args.k_steps):
             # (1) Update D: ascend log D(x) + log(1 - D(G(z))); G(z) is detached so G's graph is not built
             real = batches.get(step)
@@ -345,6 +367,7 @@ if __name__ == "__main__":
                      1)
             for k, v in losses.items():
                 writer.add_scalar(f"losses/{k}", v, iteration)
+            writer.add_scalar("charts/learning_rate", optimizer_g.param_groups[0]["lr"], iteration)
             writer.add_scalar("charts/d_real", torch.sigmoid(real_logits).mean().item(), iteration)
             writer.add_scalar("charts/d_fake", torch.sigmoid(fake_logits).mean().item(), iteration)
             elapsed = time.time() - start_time

@@ -1,0 +1,447 @@
+# Docs: docs/infogan.md | Paper: Chen et al. 2016, "InfoGAN: Interpretable Representation Learning by Information Maximizing Generative Adversarial Nets", https://arxiv.org/abs/1606.03657  # noqa: E501
+"""InfoGAN on MNIST: a GAN whose generator input holds codes c that an auxiliary network Q must recover from G(z, c).
+
+Paper-to-code map
+- Eq. 1, the GAN value function V(D, G) ............ `discriminator_loss`, `generator_loss` (non-saturating)
+- Eq. 5, L_I(G, Q) = E[log Q(c|x)] + H(c) .......... `info_loss` (-L_I + H(c): cross-entropy and Gaussian NLL)
+- Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I ....... the D step (D and Q) and the G step (G) of the training loop
+- Section 6 / Appendix C.1, latent: 62 noise + c1 ~ Cat(K=10) + c2, c3 ~ U(-1, 1) ... `sample_latent`
+- Appendix C.1 Table 1, MNIST networks ............. `Generator`, `DiscriminatorQ` (D and Q share the body)
+- Section 6, Q(c|x): softmax for c1, factored Gaussian for c2, c3  `DiscriminatorQ.forward` (logits, mean, log-var)
+- Section 7.1 / Figure 2, code traversals ......... `sweep_latents`, `write_samples` (c2 and c3 swept from -2 to 2)
+"""
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch and the data order)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be used when available"""
+    data_dir: str = "data"
+    """where datasets live (torchvision's layout, e.g. DATA_DIR/MNIST/raw)"""
+    download: bool = True
+    """fetch the dataset if it is missing"""
+    epochs: int = 11
+    """passes over the training data (official code: 50 x 100 updates of 128 images, about 11 passes)"""
+    max_iters: int = 0
+    """stop after this many generator updates (0 = no cap)"""
+    batch_size: int = 128
+    """minibatch size (official code: 128)"""
+    lr: float = 2e-4
+    """learning rate of D (Appendix C: 2e-4)"""
+    beta1: float = 0.5
+    """Adam beta1 (official code: 0.5)"""
+    beta2: float = 0.999
+    """Adam beta2"""
+    log_interval: int = 100
+    """log losses every this many generator updates"""
+    sample_interval: int = 500
+    """write a sample grid every this many generator updates"""
+    checkpoint_interval: int = 5000
+    """write checkpoint.pt every this many generator updates"""
+    num_eval_samples: int = 10000
+    """how many samples the final samples.npz holds (0 = none)"""
+    resume: Optional[str] = None
+    """continue from this checkpoint file, exactly"""
+    eval_only: bool = False
+    """with --resume: no training, only write the sample grid and samples.npz"""
+    compile: bool = False
+    """if toggled, `torch.compile` the networks"""
+
+    # Algorithm specific arguments
+    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    """the training set"""
+    lr_g: float = 1e-3
+    """learning rate of G and of Q's head (Appendix C: 1e-3)"""
+    noise_dim: int = 62
+    """dimension of the incompressible noise z ~ U(-1, 1) (Appendix C.1: 62)"""
+    cat_dim: int = 10
+    """K of the categorical code c1 ~ Cat(K, p=1/K) (Section 7.1: 10)"""
+    cont_dim: int = 2
+    """number of continuous codes c2, c3, ... ~ U(-1, 1) (Section 7.1: 2)"""
+    lambda_cat: float = 1.0
+    """lambda of L_I for the categorical code (Section 6: 1)"""
+    lambda_cont: float = 0.1
+    """lambda of L_I for the continuous codes (Section 6: "a smaller lambda"; 0.1 here)"""
+    continuous_loss: Literal["gaussian", "mse"] = "gaussian"
+    """Q(c|x) for continuous codes: factored Gaussian with learnt variance (Section 6) or mse (fixed variance)"""
+    supervised_categorical: bool = False
+    """also train Q's categorical head on real labels, which ties c1 to the classes (off: the paper's unsupervised)"""
+    num_filters: int = 64
+    """channels of D's first conv and G's last hidden upconv; the other convs have twice as many (Table 1: 64)"""
+    fc_dim: int = 1024
+    """units of the fully connected layers of G and D (Table 1: 1024)"""
+    q_dim: int = 128
+    """units of Q's hidden layer (Table 1: 128)"""
+    leak: float = 0.1
+    """negative slope of D's leaky ReLUs (0.1; the official code's default is 0.01)"""
+
+
+DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
+
+
+def fail(msg: str, code: int = 2):
+    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
+    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_args(args: Args):
+    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "noise_dim",
+                 "cont_dim", "num_filters", "fc_dim", "q_dim"]:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "lambda_cat", "lambda_cont", "leak"]:
+        if not getattr(args, name) >= 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    for name in ["lr", "lr_g"]:
+        if not getattr(args, name) > 0:
+            fail(f"--{name.replace('_', '-')} must be > 0 (got {getattr(args, name)})")
+    if args.cat_dim < 2 or (args.supervised_categorical and args.cat_dim != 10):
+        fail(f"--cat-dim must be >= 2, and 10 (one per class) with --supervised-categorical (got {args.cat_dim})")
+    if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
+        fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        fail(f"--resume {args.resume}: no such checkpoint file")
+    if args.eval_only and args.resume is None:
+        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
+
+
+def load_data(args: Args):
+    """The whole training set: uint8 images (N, 1, 28, 28) and int64 labels (N,), read with torchvision's loader."""
+    cls = DATASETS[args.dataset]
+    folder = os.path.join(args.data_dir, cls.__name__)
+    existed = os.path.exists(folder)
+    try:
+        ds = cls(args.data_dir, train=True, download=args.download)
+        return ds.data.unsqueeze(1), ds.targets.long()
+    except (RuntimeError, OSError) as e:
+        if not existed:  # leave nothing half-downloaded behind
+            shutil.rmtree(folder, ignore_errors=True)
+        how = "download failed (offline?)" if args.download else "not found"
+        fail(f"{args.dataset} {how}: expected the IDX files in {os.path.join(folder, 'raw')} "
+             f"({type(e).__name__}); pass --data-dir pointing at a folder that holds {cls.__name__}/raw, "
+             "or run once with --download while online", 1)
+
+
+class EpochBatches:
+    """(images, labels) minibatches from tensors on the device; epoch e is a permutation seeded by (seed, e), so the
+    data order depends only on the number of batches consumed and a resumed run sees exactly the same batches."""
+
+    def __init__(self, data: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
+        self.data, self.labels, self.batch_size, self.seed, self.epoch = data, labels, batch_size, seed, -1
+        self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
+
+    def get(self, step: int):
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self.epoch:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
+        idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.data[idx].float().div_(127.5).sub_(1.0), self.labels[idx]  # images in [-1, 1], labels int64
+
+
+def sample_latent(n: int, noise_dim: int, cat_dim: int, cont_dim: int, device, generator=None, codes=None):
+    """G's input [z, one_hot(c1), c2, c3] with z ~ U(-1, 1), c1 ~ Cat(K, 1/K) (or the given `codes`) and continuous
+    codes ~ U(-1, 1) (Section 7.1; the official code's priors). Returns (latent (n, D), c1 (n,) int64, c_cont)."""
+    z = torch.rand(n, noise_dim, device=device, generator=generator) * 2 - 1
+    if codes is None:
+        codes = torch.randint(cat_dim, (n,), device=device, generator=generator)
+    cont = torch.rand(n, cont_dim, device=device, generator=generator) * 2 - 1
+    return torch.cat([z, F.one_hot(codes, cat_dim).float(), cont], dim=1), codes, cont
+
+
+def sweep_latents(z_rows: torch.Tensor, cat_dim: int, cont_dim: int, index: int, values: torch.Tensor):
+    """Figure 2's traversal: row r holds c1 = r and noise z_rows[r]; column j sets continuous code `index` to
+    values[j]; the other continuous codes are 0. Returns (rows * columns, D), row-major."""
+    rows, cols = len(z_rows), len(values)
+    cont = torch.zeros(rows * cols, cont_dim, device=z_rows.device)
+    cont[:, index] = values.repeat(rows)
+    codes = torch.arange(rows, device=z_rows.device).repeat_interleave(cols) % cat_dim
+    return torch.cat([z_rows.repeat_interleave(cols, dim=0), F.one_hot(codes, cat_dim).float(), cont], dim=1)
+
+
+def init_weights(m: nn.Module):
+    """N(0, 0.02) weights, zero biases, BatchNorm scale N(1, 0.02) (the official code's initialisers)."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    """FC 1024 BN ReLU -> FC 7x7x128 BN ReLU -> upconv 64 4x4 s2 BN ReLU -> upconv 1 4x4 s2 tanh (Table 1; tanh as
+    images lie in [-1, 1], where the official code has a sigmoid/Bernoulli output)."""
+
+    def __init__(self, latent_dim=74, nf=64, fc_dim=1024):
+        super().__init__()
+        self.nf = nf
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, fc_dim), nn.BatchNorm1d(fc_dim), nn.ReLU(),
+            nn.Linear(fc_dim, 2 * nf * 7 * 7), nn.BatchNorm1d(2 * nf * 7 * 7), nn.ReLU(),
+        )
+        self.conv = nn.Sequential(
+            nn.ConvTranspose2d(2 * nf, nf, 4, 2, 1), nn.BatchNorm2d(nf), nn.ReLU(),  # (B, 64, 14, 14)
+            nn.ConvTranspose2d(nf, 1, 4, 2, 1), nn.Tanh(),  # (B, 1, 28, 28)
+        )
+        self.apply(init_weights)
+
+    def forward(self, latent):
+        return self.conv(self.fc(latent).view(-1, 2 * self.nf, 7, 7))
+
+
+class DiscriminatorQ(nn.Module):
+    """D and Q share conv 64 4x4 s2 lReLU -> conv 128 4x4 s2 BN lReLU -> FC 1024 BN lReLU (Table 1). D's head: FC 1
+    logit. Q's head: FC 128 BN lReLU -> FC to the categorical logits (no softmax: it lives in cross_entropy) and the
+    mean and log-variance of each continuous code."""
+
+    def __init__(self, cat_dim=10, cont_dim=2, nf=64, fc_dim=1024, q_dim=128, leak=0.1):
+        super().__init__()
+        self.cat_dim, self.cont_dim = cat_dim, cont_dim
+        self.body = nn.Sequential(
+            nn.Conv2d(1, nf, 4, 2, 1), nn.LeakyReLU(leak),  # (B, 64, 14, 14)
+            nn.Conv2d(nf, 2 * nf, 4, 2, 1), nn.BatchNorm2d(2 * nf), nn.LeakyReLU(leak),  # (B, 128, 7, 7)
+            nn.Flatten(), nn.Linear(2 * nf * 7 * 7, fc_dim), nn.BatchNorm1d(fc_dim), nn.LeakyReLU(leak),
+        )
+        self.d_head = nn.Linear(fc_dim, 1)
+        self.q_head = nn.Sequential(nn.Linear(fc_dim, q_dim), nn.BatchNorm1d(q_dim), nn.LeakyReLU(leak),
+                                    nn.Linear(q_dim, cat_dim + 2 * cont_dim))
+        self.apply(init_weights)
+
+    def forward(self, x):
+        """Returns D's logit (B,), Q's categorical logits (B, K), continuous means and log-variances (B, cont_dim)."""
+        h = self.body(x)
+        q = self.q_head(h)  # (B, K + 2 * cont_dim)
+        mean, logvar = q[:, self.cat_dim:].split(self.cont_dim, dim=1)
+        return self.d_head(h).view(-1), q[:, :self.cat_dim], mean, logvar
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """-[log D(x) + log(1 - D(G(z, c)))] (Eq. 1, ascended by D), as binary cross-entropy on logits."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_loss(fake_logits):
+    """-log D(G(z, c)): the non-saturating generator loss (GAN paper, Section 3; the official InfoGAN code)."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def info_loss(cat_logits, mean, logvar, codes, cont, lambda_cat=1.0, lambda_cont=0.1, kind="gaussian"):
+    """lambda-weighted -L_I(G, Q) + H(c) (Eq. 5; H(c) is a constant): E[-log Q(c1|x)] as cross-entropy on logits, and
+    for the continuous codes the factored Gaussian NLL sum_i [log(2 pi sigma_i^2) + (c_i - mu_i)^2 / sigma_i^2] / 2
+    (or the mean squared error). Returns (weighted total, categorical part, continuous part)."""
+    cat = F.cross_entropy(cat_logits, codes)
+    if kind == "gaussian":
+        cont_loss = (0.5 * (math.log(2 * math.pi) + logvar + (cont - mean).pow(2) * torch.exp(-logvar))).sum(1).mean()
+    else:
+        cont_loss = F.mse_loss(mean, cont)
+    return lambda_cat * cat + lambda_cont * cont_loss, cat, cont_loss
+
+
+def save_atomic(obj, path: str):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.backends.cudnn.benchmark = not args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    # Data: the whole training set on the device as one uint8 tensor; batches are normalised there
+    images, labels = load_data(args)
+    data, labels = images.to(device), labels.to(device)  # (N, 1, 28, 28) uint8, (N,) int64
+    n_batches = len(data) // args.batch_size
+    if n_batches < 1:
+        fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
+    total_iters = args.epochs * n_batches
+    if args.max_iters:
+        total_iters = min(total_iters, args.max_iters)
+
+    batches = EpochBatches(data, labels, args.batch_size, args.seed)
+    latent_dim = args.noise_dim + args.cat_dim + args.cont_dim
+
+    def latent_batch(n, generator=None, codes=None):
+        return sample_latent(n, args.noise_dim, args.cat_dim, args.cont_dim, device, generator, codes)
+
+    generator = Generator(latent_dim, args.num_filters, args.fc_dim).to(device, memory_format=memory_format)
+    discriminator = DiscriminatorQ(args.cat_dim, args.cont_dim, args.num_filters, args.fc_dim, args.q_dim, args.leak)
+    discriminator = discriminator.to(device, memory_format=memory_format)
+    fused = device.type == "cuda"
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2), fused=fused)
+    # D (shared body + D head) at lr; Q's own head at lr_g: the body is D's and learns L_I at D's rate (official code)
+    optimizer_d = torch.optim.Adam([
+        {"params": [*discriminator.body.parameters(), *discriminator.d_head.parameters()], "lr": args.lr},
+        {"params": discriminator.q_head.parameters(), "lr": args.lr_g},
+    ], betas=(args.beta1, args.beta2), fused=fused)
+
+    iteration, step = 0, 0  # generator updates done, real minibatches consumed
+    run_dir = None
+    if args.resume:
+        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+        try:
+            generator.load_state_dict(ckpt["generator"])
+            discriminator.load_state_dict(ckpt["discriminator"])
+            optimizer_g.load_state_dict(ckpt["optimizer_g"])
+            optimizer_d.load_state_dict(ckpt["optimizer_d"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
+        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
+        random.setstate(ckpt["rng"]["python"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
+        generator, discriminator)
+
+    # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
+    if run_dir is None:
+        run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    os.makedirs(f"{run_dir}/samples", exist_ok=True)
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
+                                                                          asdict(args).items()))
+    ckpt_path = f"{run_dir}/checkpoint.pt"
+    # Figure 2: one fixed noise vector per row (row r: c1 = r), a continuous code swept from -2 to 2 across columns
+    fixed_z = latent_batch(args.cat_dim, torch.Generator(device).manual_seed(args.seed))[0][:, :args.noise_dim]
+    sweep_values = torch.linspace(-2, 2, 10, device=device)
+
+    def save_checkpoint():
+        save_atomic({
+            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+            "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
+            "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
+        }, ckpt_path)
+
+    @torch.no_grad()
+    def write_samples():
+        """Code traversals, c1 down the rows: c2 swept (samples) and c3 swept (samples_c3); G in eval mode."""
+        generator.eval()
+        for index, suffix in list(enumerate(["", "_c3"]))[:args.cont_dim]:
+            x = generator(sweep_latents(fixed_z, args.cat_dim, args.cont_dim, index, sweep_values))
+            grid = torchvision.utils.make_grid(x, nrow=len(sweep_values), normalize=True, value_range=(-1, 1))
+            torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}{suffix}.png")
+            writer.add_image(f"samples{suffix}", grid, iteration)
+        generator.train()
+
+    stop_requested = False
+
+    def on_sigint(signum, frame):
+        global stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+
+    # ALGO LOGIC: Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), one D/Q step and one G step per iteration
+    start_time, start_iter = time.time(), iteration
+    while iteration < total_iters and not args.eval_only:
+        # (1) Update D and Q: ascend V(D, G) (Eq. 1) and L_I (Eq. 5) on the same fakes; G(z, c) detached
+        real, y_real = batches.get(step)
+        real, step = real.contiguous(memory_format=memory_format), step + 1
+        latent, codes, cont = latent_batch(len(real))
+        with torch.no_grad():
+            fake = g_train(latent)
+        real_logits, real_cat_logits, _, _ = d_train(real)
+        fake_logits, cat_logits, mean, logvar = d_train(fake)
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        dq_loss = d_loss + info_loss(cat_logits, mean, logvar, codes, cont, args.lambda_cat, args.lambda_cont,
+                                     args.continuous_loss)[0]
+        if args.supervised_categorical:  # optional: c1 learns the real labels (not in the paper)
+            supervised_loss = F.cross_entropy(real_cat_logits, y_real)
+            dq_loss = dq_loss + args.lambda_cat * supervised_loss
+        optimizer_d.zero_grad(set_to_none=True)
+        dq_loss.backward()
+        optimizer_d.step()
+
+        # (2) Update G: descend -log D(G(z, c)) - lambda L_I(G, Q) (Eq. 6)
+        latent, codes, cont = latent_batch(args.batch_size)
+        fake_logits_g, cat_logits, mean, logvar = d_train(g_train(latent))
+        g_loss = generator_loss(fake_logits_g)
+        info, info_cat, info_cont = info_loss(cat_logits, mean, logvar, codes, cont, args.lambda_cat,
+                                              args.lambda_cont, args.continuous_loss)
+        optimizer_g.zero_grad(set_to_none=True)
+        (g_loss + info).backward()
+        optimizer_g.step()
+        iteration += 1
+
+        # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop_requested
+        if iteration % args.log_interval == 0 or at_checkpoint:
+            losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "info_loss": info.item(),
+                      "info_loss_cat": info_cat.item(), "info_loss_cont": info_cont.item()}
+            if args.supervised_categorical:
+                losses["supervised_loss"] = supervised_loss.item()
+            if not all(np.isfinite(v) for v in losses.values()):
+                fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
+                     f" the last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}",
+                     1)
+            for k, v in losses.items():
+                writer.add_scalar(f"losses/{k}", v, iteration)
+            writer.add_scalar("charts/d_real", torch.sigmoid(real_logits).mean().item(), iteration)
+            writer.add_scalar("charts/d_fake", torch.sigmoid(fake_logits).mean().item(), iteration)
+            writer.add_scalar("charts/q_accuracy", (cat_logits.argmax(1) == codes).float().mean().item(), iteration)
+            elapsed = time.time() - start_time
+            its = (iteration - start_iter) / elapsed
+            writer.add_scalar("charts/SPS", int(its * args.batch_size), iteration)
+            print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
+                  f"g_loss {losses['g_loss']:.4f} | info_loss {losses['info_loss']:.4f} | {its:.2f} it/s | "
+                  f"ETA {(total_iters - iteration) / its:.0f}s", flush=True)
+        if iteration % args.sample_interval == 0:
+            write_samples()
+        if at_checkpoint:
+            save_checkpoint()
+        if stop_requested:
+            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
+            sys.exit(130)
+
+    # Final artefacts: traversal grids and samples.npz (balanced categorical codes) for the benchmark
+    write_samples()
+    if args.num_eval_samples > 0:
+        generator.eval()
+        gen = torch.Generator(device).manual_seed(args.seed + 1)
+        eval_codes = torch.arange(args.num_eval_samples, device=device) % args.cat_dim
+        with torch.no_grad():
+            images = torch.cat([generator(latent_batch(len(c), gen, c)[0]) for c in eval_codes.split(1000)])
+        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        with open(f"{run_dir}/samples.npz.tmp", "wb") as f:
+            np.savez_compressed(f, images=images, codes=eval_codes.cpu().numpy().astype(np.int64))
+        os.replace(f"{run_dir}/samples.npz.tmp", f"{run_dir}/samples.npz")
+    writer.close()
+    print(f"done: {iteration} iterations; artefacts in {run_dir}")

@@ -1,0 +1,238 @@
+"""began.py: k_t control, M_global, lr decay on stall, the conv/ELU autoencoder, smoke run, exact resume, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from helpers import (
+    check_bad_input,
+    check_smoke,
+    load_script,
+    losses,
+    only_run_dir,
+    read_scalars,
+    read_tags,
+    run_inprocess,
+)
+
+began = load_script("began")
+SMALL = ["--num-filters", 4, "--h-dim", 8, "--batch-size", 8, "--log-interval", 1]
+TAGS = ("losses/d_loss", "losses/g_loss", "losses/real_recon", "losses/fake_recon", "charts/k_t",
+        "charts/convergence", "charts/learning_rate")
+
+
+def base(root):
+    return ["--data-dir", root, "--no-download", *SMALL]
+
+
+# ----------------------------------------------------------------------------- unit tests
+def test_k_moves_as_eq4_says_and_stays_in_unit_interval():
+    k, gamma, lam = torch.tensor(0.3), 0.5, 0.001
+    # gamma L(x) > L(G(z)): G's samples are reconstructed too well, D must push them harder -> k grows
+    up = began.update_k(k, torch.tensor(0.2), torch.tensor(0.05), gamma, lam)
+    torch.testing.assert_close(up, torch.tensor(0.3 + 0.001 * (0.1 - 0.05)))
+    # gamma L(x) < L(G(z)): k shrinks
+    assert began.update_k(k, torch.tensor(0.2), torch.tensor(0.3), gamma, lam) < k
+    # at equilibrium (Section 3.3) k does not move
+    torch.testing.assert_close(began.update_k(k, torch.tensor(0.2), torch.tensor(0.1), gamma, lam), k)
+    # clipped to [0, 1], including k_0 = 0 with L(G(z)) > gamma L(x)
+    assert began.update_k(torch.tensor(0.0), torch.tensor(0.1), torch.tensor(5.0), gamma, 1.0) == 0
+    assert began.update_k(torch.tensor(0.999), torch.tensor(5.0), torch.tensor(0.0), gamma, 1.0) == 1
+    gen, k = torch.Generator().manual_seed(0), torch.tensor(0.0)
+    for _ in range(2000):
+        real, fake = torch.rand(2, generator=gen) * 3
+        k = began.update_k(k, real, fake, gamma, 0.05)
+        assert 0 <= k <= 1
+
+
+def test_convergence_measure_and_recon_error():
+    real, fake = torch.tensor(0.4), torch.tensor(0.35)
+    torch.testing.assert_close(began.convergence_measure(real, fake, 0.5), torch.tensor(0.4 + 0.15))
+    torch.testing.assert_close(began.convergence_measure(real, torch.tensor(0.1), 0.5), torch.tensor(0.5))
+    v, d_v = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    torch.testing.assert_close(began.recon_error(v, d_v), (v - d_v).abs().mean())  # Eq. 1, eta = 1
+
+
+def test_lr_halves_when_the_window_mean_stalls_and_the_state_resumes():
+    windows = [1.0, 0.5, 0.5, 0.4, 0.399, 0.3]  # means of consecutive windows of 3 iterations
+    # 0.5 after 0.5: not below best -> halve; 0.399 after 0.4: < 1% better -> halve; the others improve
+    expected = [False, False, True, False, True, False]
+    sched = began.StallDecay(1e-4, window=3, margin=0.01)
+    decisions = []
+    for i, m in enumerate(windows):
+        steps = [sched.step(torch.tensor(m + d)) for d in (-0.01, 0.0, 0.01)]
+        assert not any(steps[:2])  # decisions only at the end of a window
+        decisions.append(steps[2])
+        if i == 2:  # a mid-run save/restore changes nothing
+            state = sched.state_dict()
+            sched = began.StallDecay(1e-4, window=3, margin=0.01)
+            sched.load_state_dict(state)
+    assert decisions == expected
+    assert math.isclose(sched.lr, 1e-4 / 4) and math.isclose(sched.best, 0.3, rel_tol=1e-6)
+    off = began.StallDecay(1e-4, window=0, margin=0.01)
+    assert not any(off.step(torch.tensor(1.0)) for _ in range(10)) and off.lr == 1e-4
+    # resuming mid-window: the device-side running sum is part of the state
+    a = began.StallDecay(1.0, window=4, margin=0.0)
+    [a.step(torch.tensor(x)) for x in (1.0, 2.0)]
+    assert a.state_dict()["count"] == 2 and float(a.state_dict()["total"]) == 3.0
+
+
+@pytest.mark.parametrize("img_size, scales", [(32, 3), (64, 4)])
+def test_architecture_is_the_conv_elu_autoencoder_of_figure_1(img_size, scales):
+    n, h = 8, 16
+    g, d = began.Generator(3, n, h, img_size), began.Discriminator(3, n, h, img_size)
+    z = began.sample_noise(5, h, "cpu")
+    assert z.min() >= -1 and z.max() <= 1
+    x = g(z)
+    assert x.shape == (5, 3, img_size, img_size) and d(x).shape == x.shape
+    assert d.encoder(x).shape == (5, h)
+    for net in (g, d):
+        mods = list(net.modules())
+        # pinned: BEGAN is NOT a fully connected autoencoder with BatchNorm/ReLU
+        banned = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Tanh)
+        assert not any(isinstance(m, banned) for m in mods)
+        assert any(isinstance(m, torch.nn.ELU) for m in mods)
+        ups = [m for m in mods if isinstance(m, torch.nn.Upsample)]
+        assert len(ups) == scales - 1 and all(u.mode == "nearest" and u.scale_factor == 2 for u in ups)
+        convs = [m for m in mods if isinstance(m, torch.nn.Conv2d)]
+        assert all(c.kernel_size == (3, 3) for c in convs)
+    # linear layers only to and from the embedding: G one, D two
+    assert sum(isinstance(m, torch.nn.Linear) for m in g.modules()) == 1
+    assert sum(isinstance(m, torch.nn.Linear) for m in d.modules()) == 2
+    # encoder: stride-2 subsampling, filters growing n, 2n, 3n, ...; decoder/generator: n filters throughout
+    enc = [m for m in d.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(c.stride == (2, 2) for c in enc) == scales - 1
+    assert sorted({c.out_channels for c in enc}) == [n * (s + 1) for s in range(scales)]
+    assert {c.out_channels for c in g.modules() if isinstance(c, torch.nn.Conv2d)} == {n, 3}
+    # G: the decoder's architecture with its own weights
+    assert [p.shape for p in g.parameters()] == [p.shape for p in d.decoder.parameters()]
+    assert not {p.data_ptr() for p in g.parameters()} & {p.data_ptr() for p in d.parameters()}
+
+
+def test_mnist_is_resized_to_32_once_on_load(mnist_root):
+    args = began.Args(data_dir=str(mnist_root), download=False)
+    images = began.load_images(args)
+    assert images.dtype == torch.uint8 and images.shape == (256, 1, 32, 32)
+
+
+# ----------------------------------------------------------------------------- runs
+def test_smoke_run(tmp_path, mnist_root):
+    run, data, proc = check_smoke("began", [*base(mnist_root), "--max-iters", 3, "--sample-interval", 2], tmp_path,
+                                  TAGS[2:], n_eval=30)
+    images = data["images"]
+    assert images.dtype == np.uint8 and images.shape == (30, 1, 32, 32)
+    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout and "k_t" in proc.stdout
+    assert (run / "samples" / "0000002_recon.png").exists() and (run / "samples" / "0000003_recon.png").exists()
+    assert "reconstructions" in read_tags(run)["images"]
+    s = read_scalars(run)
+    for (_, real), (_, d_real) in zip(s["losses/real_recon"], s["charts/d_real"], strict=True):
+        assert real == d_real  # BEGAN's "D output" is the reconstruction error
+    assert all(0 <= v <= 1 for _, v in s["charts/k_t"])
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 3 and 0 <= float(ckpt["k_t"]) <= 1 and ckpt["scheduler"]["lr"] == 1e-4
+    began.Generator(1, 4, 8, 32).load_state_dict(ckpt["generator"])
+    began.Discriminator(1, 4, 8, 32).load_state_dict(ckpt["discriminator"])
+
+
+def test_folder_dataset_at_64(tmp_path):
+    imgs = tmp_path / "imgs" / "sub"
+    imgs.mkdir(parents=True)
+    for i in range(10):
+        torchvision.io.write_png(torch.randint(0, 255, (3, 40 + i, 50), dtype=torch.uint8), str(imgs / f"{i}.png"))
+    rc, out, err = run_inprocess("began", ["--data-dir", tmp_path / "imgs", "--dataset", "folder", "--img-size", 64,
+                                           *SMALL, "--max-iters", 1, "--num-eval-samples", 4], tmp_path)
+    assert rc == 0, err
+    run = only_run_dir(tmp_path)
+    assert run.name.startswith("folder__began__1__")
+    assert np.load(run / "samples.npz")["images"].shape == (4, 3, 64, 64)
+
+
+def test_determinism_and_exact_resume(tmp_path, mnist_root):
+    full, half = tmp_path / "full", tmp_path / "half"
+    full.mkdir(), half.mkdir()
+    # a 2-iteration lr-decay window: the resume at 3 lands mid-window and the lr changes during the run
+    common = [*base(mnist_root), "--num-eval-samples", 0, "--lr-decay-window", 2, "--lr-decay-margin", 0.5]
+    assert run_inprocess("began", [*common, "--max-iters", 6], full)[0] == 0
+    assert run_inprocess("began", [*common, "--max-iters", 3], half)[0] == 0
+    run = only_run_dir(half)
+    rc, out, err = run_inprocess("began", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
+    assert rc == 0, err
+    a, b = losses(only_run_dir(full), TAGS), losses(run, TAGS)
+    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
+    assert a == b  # same seed: identical values; 3 + resumed 3 == 6 in one go, value for value
+    assert len({v for _, v in a["charts/learning_rate"]}) > 1  # the decay rule fired
+    ca = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
+    cb = torch.load(run / "checkpoint.pt", weights_only=False)
+    for net in ("generator", "discriminator"):
+        assert all(torch.equal(ca[net][k], cb[net][k]) for k in ca[net])
+    assert torch.equal(ca["k_t"], cb["k_t"]) and ca["scheduler"]["lr"] == cb["scheduler"]["lr"]
+
+
+def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
+    assert run_inprocess("began", [*base(mnist_root), "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
+    run = only_run_dir(tmp_path)
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    rc, out, err = run_inprocess("began", [*base(mnist_root), "--resume", run / "checkpoint.pt", "--eval-only",
+                                           "--num-eval-samples", 12], tmp_path)
+    assert rc == 0, err
+    assert np.load(run / "samples.npz")["images"].shape == (12, 1, 32, 32)
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+
+
+@pytest.mark.parametrize("flags, mention", [
+    (["--lr", -1], "--lr"),
+    (["--batch-size", 0], "--batch-size"),
+    (["--img-size", 48], "--img-size"),
+    (["--img-size", 8], "--img-size"),
+    (["--num-filters", 0], "--num-filters"),
+    (["--h-dim", 0], "--h-dim"),
+    (["--gamma", 0], "--gamma"),
+    (["--gamma", 1.5], "--gamma"),
+    (["--lambda-k", 0], "--lambda-k"),
+    (["--lr-decay-window", -1], "--lr-decay-window"),
+    (["--lr-decay-margin", 1], "--lr-decay-margin"),
+    (["--resume", "nope/checkpoint.pt"], "--resume"),
+    (["--eval-only"], "--eval-only"),
+    (["--batch-size", 1000], "--batch-size"),
+])
+def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
+    check_bad_input("began", [*base(mnist_root), *flags], tmp_path, 2, mention)
+
+
+@pytest.mark.parametrize("dataset, path", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py"),
+                                           ("svhn", "train_32x32.mat"), ("folder", "empty")])
+def test_missing_data_exits_1(tmp_path, dataset, path):
+    line = check_bad_input("began", ["--data-dir", tmp_path / "empty", "--no-download", "--dataset", dataset],
+                           tmp_path, 1, path)
+    assert "--data-dir" in line and not (tmp_path / "empty").exists()
+
+
+def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+    src = tmp_path / "src"
+    src.mkdir()
+    assert run_inprocess("began", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    for flags in (["--num-filters", 8], ["--img-size", 64]):
+        rc, out, err = run_inprocess("began", [*base(mnist_root), *flags, "--resume", ckpt], dst)
+        assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):
+    """Fault injection: L1 turns NaN from its 10th call on (iteration 4; 3 calls per iteration)."""
+    real_l1, calls = torch.nn.functional.l1_loss, []
+
+    def l1_then_nan(*a, **k):
+        calls.append(1)
+        out = real_l1(*a, **k)
+        return out * float("nan") if len(calls) >= 10 else out
+
+    monkeypatch.setattr(torch.nn.functional, "l1_loss", l1_then_nan)
+    flags = [*base(mnist_root), "--num-eval-samples", 0, "--checkpoint-interval", 2, "--max-iters", 50]
+    rc, out, err = run_inprocess("began", flags, tmp_path)
+    assert rc == 1 and "non-finite loss at iteration 4" in err and len(err.strip().splitlines()) == 1, err
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 2  # the last good one
+    assert all(torch.isfinite(v).all() for v in ckpt["generator"].values()) and torch.isfinite(ckpt["k_t"])

@@ -1,0 +1,233 @@
+"""wgan.py: weight clipping, critic schedule, RMSProp, no sigmoid, smoke run, determinism, exact resume, bad input."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT, check_bad_input, check_smoke, load_script, losses, only_run_dir, run_inprocess
+
+wgan = load_script("wgan")
+SMALL = ["--ngf", 4, "--ndf", 4, "--latent-dim", 8, "--batch-size", 8, "--log-interval", 1]
+
+
+def base(root):
+    return ["--data-dir", root, "--no-download", *SMALL]
+
+
+def record_optimizer_steps(monkeypatch, cls=torch.optim.RMSprop):
+    """Wrap cls.step: one (optimizer id, max |param| before the step) per call."""
+    calls, real_step = [], cls.step
+
+    def step(self, *a, **k):
+        calls.append((id(self), max(p.abs().max().item() for g in self.param_groups for p in g["params"])))
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(cls, "step", step)
+    return calls
+
+
+def record_generator_forwards(monkeypatch):
+    """Wrap ConvTranspose2d.forward (only G has them): whether autograd was on at each call."""
+    grad_on, real_forward = [], torch.nn.ConvTranspose2d.forward
+
+    def forward(self, *a, **k):
+        grad_on.append(torch.is_grad_enabled())
+        return real_forward(self, *a, **k)
+
+    monkeypatch.setattr(torch.nn.ConvTranspose2d, "forward", forward)
+    return grad_on
+
+
+# ----------------------------------------------------------------------------- unit tests
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes_and_no_sigmoid(size):
+    g, c = wgan.Generator(8, 4, 3, size), wgan.Critic(4, 3, size)
+    x = g(torch.randn(5, 8))
+    assert x.shape == (5, 3, size, size) and x.min() >= -1 and x.max() <= 1
+    assert c(x).shape == (5,)
+    assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.Tanh)) for m in c.modules())
+
+
+def test_official_widths():
+    g, c = wgan.Generator(100, 64, 1, 32), wgan.Critic(64, 1, 32)
+    assert [m.out_channels for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)] == [256, 128, 64, 1]
+    assert [m.out_channels for m in c.modules() if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256, 1]
+
+
+def test_losses_on_known_scores():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.5])
+    # critic minimises -(E[f(x)] - E[f(g(z))]); generator minimises -E[f(g(z))]
+    torch.testing.assert_close(wgan.critic_loss(real, fake), -(2.0 - (-0.25)) * torch.ones(()))
+    torch.testing.assert_close(wgan.generator_loss(fake), torch.tensor(0.25))
+
+
+def test_every_critic_parameter_clipped_after_a_critic_step():
+    c = wgan.Critic(4, 1, 32)
+    opt = torch.optim.RMSprop(c.parameters(), lr=0.5)  # a big step pushes weights far outside [-c, c]
+    loss = wgan.critic_loss(c(torch.randn(6, 1, 32, 32)), c(torch.randn(6, 1, 32, 32)))
+    loss.backward()
+    opt.step()
+    assert max(p.abs().max() for p in c.parameters()) > 0.01
+    wgan.clip_weights(c, 0.01)
+    assert all(p.abs().max() <= 0.01 for p in c.parameters())  # BatchNorm scale and shift included
+
+
+def test_critic_warmup_schedule():
+    steps = [wgan.critic_steps(i, 5, True) for i in range(1501)]
+    assert all(steps[i] == 100 for i in [*range(25), 500, 1000, 1500])
+    assert all(steps[i] == 5 for i in range(1501) if not (i < 25 or i % 500 == 0))
+    assert {wgan.critic_steps(i, 5, False) for i in range(1001)} == {5}
+    assert wgan.iterations_for_batches(2500, 5, True) == 25 and wgan.iterations_for_batches(2504, 5, True) == 25
+    assert wgan.iterations_for_batches(2505, 5, True) == 26 and wgan.iterations_for_batches(12, 5, False) == 2
+
+
+def test_paper_defaults():
+    a = wgan.Args()
+    assert (a.lr, a.batch_size, a.n_critic, a.clip_value, a.critic_warmup, a.optimizer) == (
+        5e-5, 64, 5, 0.01, True, "rmsprop")
+
+
+# ----------------------------------------------------------------------------- runs
+def test_n_critic_steps_clipping_and_no_generator_backward_in_critic_steps(tmp_path, mnist_root, monkeypatch):
+    calls, grad_on = record_optimizer_steps(monkeypatch), record_generator_forwards(monkeypatch)
+    flags = [*base(mnist_root), "--no-critic-warmup", "--max-iters", 3, "--num-eval-samples", 0]
+    rc, out, err = run_inprocess("wgan", flags, tmp_path)
+    assert rc == 0, err
+    counts = Counter(i for i, _ in calls)
+    critic_id, n = counts.most_common(1)[0]
+    assert sorted(counts.values()) == [3, 15] and n == 15  # n_critic = 5 critic steps per generator step
+    assert all(m <= 0.01 + 1e-7 for i, m in calls[1:] if i == critic_id)  # clipped after every critic step
+    # G runs with autograd only in its own update: 4 transposed convs x 3 iterations (critic steps use no_grad)
+    assert sum(grad_on) == 4 * 3
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 15  # one iteration consumes n_critic real batches
+    params = {k: v for k, v in ckpt["critic"].items() if "running" not in k and "num_batches" not in k}
+    assert all(v.abs().max() <= 0.01 for v in params.values())  # BatchNorm's running statistics are not weights
+    group = ckpt["optimizer_c"]["param_groups"][0]
+    assert group["lr"] == 5e-5 and "alpha" in group and "betas" not in group  # RMSProp, not Adam
+
+
+def test_warmup_runs_100_critic_steps(tmp_path, mnist_root, monkeypatch):
+    calls = record_optimizer_steps(monkeypatch)
+    flags = [*base(mnist_root), "--epochs", 100, "--max-iters", 2, "--num-eval-samples", 0]
+    assert run_inprocess("wgan", flags, tmp_path)[0] == 0
+    assert sorted(Counter(i for i, _ in calls).values()) == [2, 200]
+    assert torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)["step"] == 200
+
+
+def test_smoke_run(tmp_path, mnist_root):
+    flags = [*base(mnist_root), "--no-critic-warmup", "--max-iters", 3]
+    run, data, proc = check_smoke("wgan", flags, tmp_path, ["losses/wasserstein_estimate"], n_eval=30)
+    images = data["images"]
+    assert images.dtype == np.uint8 and images.shape == (30, 1, 32, 32)  # MNIST resized to 32 on load
+    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 3
+    wgan.Generator(8, 4, 1, 32).load_state_dict(ckpt["generator"])
+    wgan.Critic(4, 1, 32).load_state_dict(ckpt["critic"])
+
+
+def test_folder_dataset_at_64(tmp_path):
+    import torchvision
+
+    folder = tmp_path / "imgs" / "sub"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        torchvision.io.write_png(torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8), str(folder / f"{i}.png"))
+    flags = ["--dataset", "folder", "--data-dir", tmp_path / "imgs", "--img-size", 64, "--ngf", 2, "--ndf", 2,
+             "--latent-dim", 8, "--batch-size", 4, "--n-critic", 1, "--no-critic-warmup", "--epochs", 2,
+             "--num-eval-samples", 5]
+    rc, out, err = run_inprocess("wgan", flags, tmp_path)
+    assert rc == 0, err
+    run = only_run_dir(tmp_path)
+    assert "iter 6/6" in out and np.load(run / "samples.npz")["images"].shape == (5, 3, 64, 64)
+
+
+def test_determinism_and_exact_resume(tmp_path, mnist_root):
+    full, half = tmp_path / "full", tmp_path / "half"
+    full.mkdir(), half.mkdir()
+    common = [*base(mnist_root), "--no-critic-warmup", "--n-critic", 2, "--num-eval-samples", 0]
+    assert run_inprocess("wgan", [*common, "--max-iters", 6], full)[0] == 0
+    assert run_inprocess("wgan", [*common, "--max-iters", 3], half)[0] == 0
+    run = only_run_dir(half)
+    rc, out, err = run_inprocess("wgan", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
+    assert rc == 0, err
+    tags = ("losses/d_loss", "losses/g_loss", "losses/wasserstein_estimate")
+    a, b = losses(only_run_dir(full), tags), losses(run, tags)
+    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
+    assert a == b  # same seed: identical values; 3 + resumed 3 == 6 in one go, value for value
+    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
+    wb = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(wa[n][k], wb[n][k]) for n in ["generator", "critic"] for k in wa[n])
+
+
+def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
+    flags = [*base(mnist_root), "--no-critic-warmup", "--n-critic", 1]
+    assert run_inprocess("wgan", [*flags, "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
+    run = only_run_dir(tmp_path)
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    rc, out, err = run_inprocess("wgan", [*flags, "--resume", run / "checkpoint.pt", "--eval-only",
+                                          "--num-eval-samples", 12], tmp_path)
+    assert rc == 0, err
+    assert np.load(run / "samples.npz")["images"].shape == (12, 1, 32, 32)
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+
+
+@pytest.mark.parametrize("flags, mention", [
+    (["--lr", -1], "--lr"),
+    (["--batch-size", 0], "--batch-size"),
+    (["--n-critic", 0], "--n-critic"),
+    (["--clip-value", 0], "--clip-value"),
+    (["--ndf", 0], "--ndf"),
+    (["--resume", "nope/checkpoint.pt"], "--resume"),
+    (["--eval-only"], "--eval-only"),
+    (["--batch-size", 1000], "--batch-size"),
+    (["--epochs", 1], "--epochs"),  # 32 batches cannot feed the 100 warm-up critic steps of iteration 0
+])
+def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
+    check_bad_input("wgan", [*base(mnist_root), *flags], tmp_path, 2, mention)
+
+
+@pytest.mark.parametrize("dataset, expected", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py")])
+def test_missing_data_exits_1(tmp_path, dataset, expected):
+    empty = tmp_path / "empty"
+    line = check_bad_input("wgan", ["--dataset", dataset, "--data-dir", empty, "--no-download"], tmp_path, 1, expected)
+    assert "--data-dir" in line and not (empty.exists() and list(empty.iterdir()))
+
+
+def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
+    flags = [*base(mnist_root), "--no-critic-warmup", "--n-critic", 1, "--num-eval-samples", 0]
+    assert run_inprocess("wgan", [*flags, "--max-iters", 1], src)[0] == 0
+    rc, out, err = run_inprocess("wgan", [*flags, "--ndf", 8, "--resume", only_run_dir(src) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):
+    """Fault injection: from the 13th optimiser step on (iteration 3's first critic step) the weights turn NaN."""
+    real_step, calls = torch.optim.RMSprop.step, []
+
+    def step_then_nan(self, *a, **k):
+        calls.append(1)
+        out = real_step(self, *a, **k)
+        if len(calls) >= 13:
+            with torch.no_grad():
+                for g in self.param_groups:
+                    for p in g["params"]:
+                        p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.RMSprop, "step", step_then_nan)
+    flags = [*base(mnist_root), "--no-critic-warmup", "--num-eval-samples", 0, "--checkpoint-interval", 2,
+             "--max-iters", 50]
+    rc, out, err = run_inprocess("wgan", flags, tmp_path)
+    assert rc == 1 and "non-finite loss at iteration 3" in err and len(err.strip().splitlines()) == 1, err
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 2  # the last good one
+    assert all(torch.isfinite(v).all() for v in ckpt["generator"].values() if v.is_floating_point())
+
+
+def test_no_deprecated_tensor_indexing():
+    src = (ROOT / "wgan.py").read_text()
+    assert ".data[0]" not in src and "Variable(" not in src and ".data.clamp" not in src

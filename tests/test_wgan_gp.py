@@ -1,0 +1,236 @@
+"""wgan_gp.py: the gradient penalty (Eq. 3), interpolates, no BatchNorm, Adam(1e-4, 0, 0.9), runs, resume, bad input."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT, check_bad_input, check_smoke, load_script, losses, only_run_dir, run_inprocess
+
+wgan_gp = load_script("wgan_gp")
+SMALL = ["--dim", 4, "--latent-dim", 8, "--batch-size", 8, "--log-interval", 1]
+
+
+def base(root):
+    return ["--data-dir", root, "--no-download", *SMALL]
+
+
+class LinearCritic(torch.nn.Module):
+    """f(x) = w.x + b: grad_x f = w everywhere, so the penalty is (||w|| - 1)^2 in closed form."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.linear = torch.nn.Linear(d, 1)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)).view(-1)
+
+
+# ----------------------------------------------------------------------------- unit tests
+def test_penalty_of_a_linear_critic_is_closed_form():
+    torch.manual_seed(0)
+    critic = LinearCritic(784)
+    real, fake = torch.randn(6, 1, 28, 28), torch.randn(6, 1, 28, 28)
+    gp, norms, _ = wgan_gp.gradient_penalty(critic, real, fake)
+    w_norm = critic.linear.weight.norm()
+    torch.testing.assert_close(norms, w_norm.expand(6))
+    torch.testing.assert_close(gp, (w_norm - 1) ** 2)
+    # create_graph=True: the penalty's gradient reaches the weights, d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
+    gp.backward()
+    w = critic.linear.weight.detach()
+    torch.testing.assert_close(critic.linear.weight.grad, 2 * (w_norm.detach() - 1) * w / w_norm.detach())
+
+
+def test_interpolates_lie_on_segments_with_per_sample_eps():
+    real, fake = torch.randn(64, 1, 28, 28), torch.randn(64, 1, 28, 28)
+    _, _, x_hat = wgan_gp.gradient_penalty(LinearCritic(784), real, fake)
+    d, r = (real - fake).flatten(1), (x_hat.detach() - fake).flatten(1)
+    eps = (r * d).sum(1) / (d * d).sum(1)  # x^ = fake + eps (real - fake)
+    torch.testing.assert_close(r, eps[:, None] * d, atol=1e-5, rtol=1e-5)  # on the line through real and fake
+    assert eps.min() >= 0 and eps.max() <= 1 and eps.std() > 0.1  # between them; one eps per sample
+    torch.testing.assert_close(wgan_gp.interpolate(real, fake, torch.ones(64, 1, 1, 1)), real)
+
+
+def test_penalty_gradient_reaches_every_critic_weight():
+    critic = wgan_gp.Critic(4, 1, "layernorm")
+    gp, _, _ = wgan_gp.gradient_penalty(critic, torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28))
+    gp.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in critic.named_parameters()
+               if n.endswith("weight"))
+
+
+@pytest.mark.parametrize("norm", ["none", "layernorm"])
+def test_critic_has_no_batchnorm_and_no_sigmoid(norm):
+    c = wgan_gp.Critic(8, 3, norm)
+    kinds = {type(m) for m in c.modules()}
+    assert not kinds & {torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.Sigmoid}
+    assert (torch.nn.GroupNorm in kinds) == (norm == "layernorm")
+    assert c(torch.randn(3, 3, 32, 32)).shape == (3,)
+    # per-sample: a sample's score does not depend on the rest of the batch (what the penalty assumes)
+    x = torch.randn(5, 3, 32, 32)
+    torch.testing.assert_close(c(x)[:2], c(x[:2]))
+
+
+def test_official_mnist_architecture():
+    g, c = wgan_gp.Generator(128, 64, 1, 28), wgan_gp.Critic(64, 1)
+    x = g(torch.randn(3, 128))
+    assert x.shape == (3, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    assert c(x).shape == (3,)
+    assert g.fc[0].out_features == 4 * 4 * 4 * 64 and [m.out_channels for m in g.modules() if
+                                                       isinstance(m, torch.nn.ConvTranspose2d)] == [128, 64, 1]
+    convs = [m for m in c.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.kernel_size, m.stride) for m in convs] == [(64, (5, 5), (2, 2)), (128, (5, 5), (2, 2)),
+                                                                          (256, (5, 5), (2, 2))]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())  # gan_mnist.py: no BN in wgan-gp mode
+    assert wgan_gp.Generator(128, 8, 3, 32)(torch.randn(2, 128)).shape == (2, 3, 32, 32)
+
+
+def test_paper_defaults_and_no_clip_value():
+    a = wgan_gp.Args()
+    assert (a.lr, a.beta1, a.beta2, a.lambda_gp, a.n_critic, a.critic_norm) == (1e-4, 0.0, 0.9, 10.0, 5, "none")
+    assert not hasattr(a, "clip_value")  # a flag that would do nothing here
+
+
+# ----------------------------------------------------------------------------- runs
+def test_lr_flag_adam_settings_n_critic_and_no_generator_backward_in_critic_steps(tmp_path, mnist_root, monkeypatch):
+    calls, real_step = [], torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: calls.append(id(self)) or real_step(self))
+    grad_on, real_forward = [], torch.nn.ConvTranspose2d.forward
+
+    def forward(self, *a, **k):
+        grad_on.append(torch.is_grad_enabled())
+        return real_forward(self, *a, **k)
+
+    monkeypatch.setattr(torch.nn.ConvTranspose2d, "forward", forward)
+    rc, out, err = run_inprocess("wgan_gp", [*base(mnist_root), "--lr", "1e-4", "--max-iters", 3,
+                                             "--num-eval-samples", 0], tmp_path)
+    assert rc == 0, err
+    assert sorted(Counter(calls).values()) == [3, 15]  # n_critic = 5 critic steps per generator step
+    assert sum(grad_on) == 3 * 3  # G's 3 transposed convs with autograd only in its own 3 updates
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 15  # one iteration consumes n_critic real batches
+    for name in ["optimizer_c", "optimizer_g"]:
+        group = ckpt[name]["param_groups"][0]
+        assert group["lr"] == 1e-4 and tuple(group["betas"]) == (0.0, 0.9)  # not DCGAN's (2e-4, 0.5, 0.999)
+
+
+def test_clip_value_flag_is_rejected(tmp_path, mnist_root):
+    rc, out, err = run_inprocess("wgan_gp", [*base(mnist_root), "--clip-value", 0.01], tmp_path)
+    assert rc == 2 and "clip-value" in err
+
+
+def test_smoke_run(tmp_path, mnist_root):
+    flags = [*base(mnist_root), "--max-iters", 3, "--critic-norm", "layernorm"]
+    tags = ["losses/gradient_penalty", "losses/wasserstein_estimate", "charts/grad_norm"]
+    run, data, proc = check_smoke("wgan_gp", flags, tmp_path, tags, n_eval=30)
+    images = data["images"]
+    assert images.dtype == np.uint8 and images.shape == (30, 1, 28, 28)
+    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 3
+    wgan_gp.Generator(8, 4, 1, 28).load_state_dict(ckpt["generator"])
+    wgan_gp.Critic(4, 1, "layernorm").load_state_dict(ckpt["critic"])
+
+
+def test_fashion_mnist_and_folder_dataset(tmp_path, mnist_root):
+    import torchvision
+
+    rc, out, err = run_inprocess("wgan_gp", [*base(mnist_root), "--dataset", "fashion-mnist", "--max-iters", 1,
+                                             "--num-eval-samples", 0], tmp_path)
+    assert rc == 0, err
+    assert only_run_dir(tmp_path).name.startswith("fashion-mnist__wgan_gp__1__")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(10):
+        torchvision.io.write_png(torch.randint(0, 256, (3, 36, 30), dtype=torch.uint8), str(folder / f"{i}.png"))
+    cwd = tmp_path / "folder_run"
+    cwd.mkdir()
+    rc, out, err = run_inprocess("wgan_gp", ["--dataset", "folder", "--data-dir", folder, *SMALL, "--batch-size", 2,
+                                             "--max-iters", 1, "--num-eval-samples", 4], cwd)
+    assert rc == 0, err
+    assert np.load(only_run_dir(cwd) / "samples.npz")["images"].shape == (4, 3, 32, 32)
+
+
+def test_determinism_and_exact_resume(tmp_path, mnist_root):
+    full, half = tmp_path / "full", tmp_path / "half"
+    full.mkdir(), half.mkdir()
+    common = [*base(mnist_root), "--n-critic", 2, "--num-eval-samples", 0]
+    assert run_inprocess("wgan_gp", [*common, "--max-iters", 6], full)[0] == 0
+    assert run_inprocess("wgan_gp", [*common, "--max-iters", 3], half)[0] == 0
+    run = only_run_dir(half)
+    rc, out, err = run_inprocess("wgan_gp", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
+    assert rc == 0, err
+    tags = ("losses/d_loss", "losses/g_loss", "losses/gradient_penalty", "losses/wasserstein_estimate")
+    a, b = losses(only_run_dir(full), tags), losses(run, tags)
+    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
+    assert a == b  # same seed: identical values; 3 + resumed 3 == 6 in one go, value for value
+    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
+    wb = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(wa[n][k], wb[n][k]) for n in ["generator", "critic"] for k in wa[n])
+
+
+def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
+    flags = [*base(mnist_root), "--n-critic", 1]
+    assert run_inprocess("wgan_gp", [*flags, "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
+    run = only_run_dir(tmp_path)
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    rc, out, err = run_inprocess("wgan_gp", [*flags, "--resume", run / "checkpoint.pt", "--eval-only",
+                                             "--num-eval-samples", 12], tmp_path)
+    assert rc == 0, err
+    assert np.load(run / "samples.npz")["images"].shape == (12, 1, 28, 28)
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+
+
+@pytest.mark.parametrize("flags, mention", [
+    (["--lr", -1], "--lr"),
+    (["--batch-size", 0], "--batch-size"),
+    (["--n-critic", 0], "--n-critic"),
+    (["--lambda-gp", -1], "--lambda-gp"),
+    (["--dim", 0], "--dim"),
+    (["--beta2", 1.0], "--beta2"),
+    (["--resume", "nope/checkpoint.pt"], "--resume"),
+    (["--eval-only"], "--eval-only"),
+    (["--batch-size", 100], "--batch-size"),  # 2 batches of 100 cannot feed 5 critic steps
+])
+def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
+    check_bad_input("wgan_gp", [*base(mnist_root), *flags], tmp_path, 2, mention)
+
+
+@pytest.mark.parametrize("dataset, expected", [("mnist", "MNIST"), ("svhn", "train_32x32.mat")])
+def test_missing_data_exits_1(tmp_path, dataset, expected):
+    empty = tmp_path / "empty"
+    line = check_bad_input("wgan_gp", ["--dataset", dataset, "--data-dir", empty, "--no-download"], tmp_path, 1,
+                           expected)
+    assert "--data-dir" in line and not (empty.exists() and list(empty.iterdir()))
+
+
+def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
+    flags = [*base(mnist_root), "--n-critic", 1, "--num-eval-samples", 0]
+    assert run_inprocess("wgan_gp", [*flags, "--max-iters", 1], src)[0] == 0
+    rc, out, err = run_inprocess("wgan_gp", [*flags, "--critic-norm", "layernorm", "--resume",
+                                             only_run_dir(src) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):
+    """Fault injection: the penalty's input gradient turns NaN from its 11th call on (iteration 3, 5 per iteration)."""
+    real_grad, calls = torch.autograd.grad, []
+
+    def grad_then_nan(*a, **k):
+        calls.append(1)
+        out = real_grad(*a, **k)
+        return tuple(g * float("nan") for g in out) if len(calls) >= 11 else out
+
+    monkeypatch.setattr(torch.autograd, "grad", grad_then_nan)
+    flags = [*base(mnist_root), "--num-eval-samples", 0, "--checkpoint-interval", 2, "--max-iters", 50]
+    rc, out, err = run_inprocess("wgan_gp", flags, tmp_path)
+    assert rc == 1 and "non-finite loss at iteration 3" in err and len(err.strip().splitlines()) == 1, err
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 2  # the last good one
+    assert all(torch.isfinite(v).all() for v in ckpt["critic"].values())
+
+
+def test_no_deprecated_tensor_indexing():
+    src = (ROOT / "wgan_gp.py").read_text()
+    assert ".data[0]" not in src and "Variable(" not in src
