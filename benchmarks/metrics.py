@@ -1,0 +1,508 @@
+# Docs: docs/benchmarks.md | FID: Heusel et al. 2017 | KID: Binkowski et al. 2018 | P/R: Kynkaanniemi et al. 2019
+"""Sample-quality metrics for CleanGAN artefacts (samples.npz, translations.npz).
+
+Noise-to-image samples are scored in the feature space of a small CNN classifier trained once on the real
+training set and cached; image-to-image translations are scored against their targets (L1, PSNR, SSIM).
+
+Usage: python benchmarks/metrics.py runs/<run>/samples.npz --data-dir data
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+
+CACHE_DIR = Path(__file__).resolve().parent / "cache"
+CACHE_VERSION = 1  # bump when the classifier or its training changes
+DATASET_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # dataset name -> torchvision folder
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # normalisation of the classifier's input (both datasets)
+IMG_SIZE = 28
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real data
+# ---------------------------------------------------------------------------------------------------------------
+def dataset_key(name: str) -> str:
+    """'MNIST', 'fashion_mnist', 'FashionMNIST' -> the canonical 'mnist' / 'fashion-mnist'."""
+    key = name.lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist"}.get(key, key)
+    if key not in DATASET_FOLDERS:
+        raise ValueError(f"no feature classifier for dataset {name!r}; known: {', '.join(DATASET_FOLDERS)}")
+    return key
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (uncompressed, or `path`.gz) into a uint8 array shaped as its header says."""
+    if not path.exists() and Path(f"{path}.gz").exists():
+        with gzip.open(f"{path}.gz", "rb") as f:
+            raw = f.read()
+    elif path.exists():
+        raw = path.read_bytes()
+    else:
+        raise FileNotFoundError(f"{path} not found (expected torchvision's layout DATA_DIR/<Dataset>/raw)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: only unsigned-byte IDX files are supported")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+
+
+def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N, 1, 28, 28], labels int64 [N]) of an MNIST-like dataset in torchvision's raw layout."""
+    raw = Path(data_dir) / DATASET_FOLDERS[dataset_key(dataset)] / "raw"
+    prefix = "train" if train else "t10k"
+    images = read_idx(raw / f"{prefix}-images-idx3-ubyte")[:, None]
+    labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte").astype(np.int64)
+    if len(images) != len(labels):
+        raise ValueError(f"{raw}: {len(images)} {prefix} images but {len(labels)} labels")
+    return images, labels
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Feature extractor: a small CNN classifier
+# ---------------------------------------------------------------------------------------------------------------
+class FeatureNet(nn.Module):
+    """conv3x3(16)-BN-ReLU-pool -> conv3x3(32)-BN-ReLU-pool -> fc 128 ReLU (the features) -> dropout -> fc 10."""
+
+    def __init__(self, width: int = 16, feature_dim: int = 128, num_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, 14, 14)
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * 7 * 7, feature_dim), nn.ReLU(),  # (B, 128)
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, 128), logits (B, 10)) of normalised images (B, 1, 28, 28)."""
+        feats = self.body(x)
+        return feats, self.head(feats)
+
+
+@dataclass
+class ClassifierConfig:
+    """How the feature classifier is trained (part of its cache key)."""
+
+    epochs: int = 3
+    max_steps: int = 0  # 0 = no cap (smoke tests cap it)
+    batch_size: int = 128
+    max_lr: float = 3e-3  # one-cycle schedule peak, Adam
+    seed: int = 0
+
+
+@dataclass
+class Classifier:
+    """A trained feature classifier and the real test set's features."""
+
+    net: FeatureNet
+    dataset: str
+    data_dir: str
+    test_accuracy: float
+    train_seconds: float
+    config: ClassifierConfig
+    real_features: np.ndarray = field(repr=False)  # (N_test, 128) float32, the test set at 28 px
+    test_images: np.ndarray = field(repr=False)  # (N_test, 1, 28, 28) uint8
+    cache_path: str = ""
+    _references: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def reference(self, size: int = IMG_SIZE) -> np.ndarray:
+        """Test-set features with the test images taken to `size` px first, as the scripts take their training data.
+
+        Samples generated at 32 px go through one 32 -> 28 resize before the classifier; the reference makes the same
+        round trip, so that the resize itself costs no FID (on MNIST it would cost ~75 at 32 px).
+        """
+        if size == IMG_SIZE:
+            return self.real_features
+        if size not in self._references:
+            self._references[size], _ = extract(self.net, resize_uint8(self.test_images, size))
+        return self._references[size]
+
+    def info(self) -> dict:
+        return {"dataset": self.dataset, "data_dir": self.data_dir, "test_accuracy": self.test_accuracy,
+                "train_seconds": self.train_seconds, "config": asdict(self.config), "cache_path": self.cache_path,
+                "feature_dim": int(self.real_features.shape[1])}
+
+
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, C, H, W] -> uint8 [N, C, size, size], bilinear with antialiasing (the scripts' 28 -> 32 px resize)."""
+    out = [F.interpolate(torch.from_numpy(images[i:i + 10000]).float(), size=(size, size), mode="bilinear",
+                         antialias=True, align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+           for i in range(0, len(images), 10000)]
+    return torch.cat(out).numpy()
+
+
+def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, C, H, W] -> normalised float [N, 1, 28, 28] (grey, bilinear antialiased resize)."""
+    x = torch.as_tensor(images)
+    if x.ndim != 4 or x.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+    x = x.float() / 255.0
+    if x.shape[1] != 1:
+        x = x.mean(dim=1, keepdim=True)
+    if x.shape[-2:] != (IMG_SIZE, IMG_SIZE):
+        x = F.interpolate(x, size=(IMG_SIZE, IMG_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    return (x - MNIST_MEAN) / MNIST_STD
+
+
+@torch.no_grad()
+def extract(net: FeatureNet, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [N, 128], predicted classes int64 [N]) of uint8 images [N, C, H, W]."""
+    net.eval()
+    feats, preds = [], []
+    for i in range(0, len(images), batch_size):
+        f, logits = net(to_input(images[i:i + batch_size]))
+        feats.append(f)
+        preds.append(logits.argmax(dim=1))
+    if not feats:
+        return np.zeros((0, net.head[1].in_features), np.float32), np.zeros(0, np.int64)
+    return torch.cat(feats).numpy(), torch.cat(preds).numpy()
+
+
+def train_classifier(dataset: str, data_dir: str | Path, config: ClassifierConfig,
+                     log: bool = True) -> tuple[FeatureNet, float, float]:
+    """Train the feature classifier on the real training set; returns (net, test accuracy, seconds)."""
+    x_train, y_train = load_split(dataset, data_dir, train=True)
+    x_test, y_test = load_split(dataset, data_dir, train=False)
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    net = FeatureNet()
+    x_train, y_train = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    steps_per_epoch = max(1, len(x_train) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    opt = torch.optim.Adam(net.parameters(), lr=config.max_lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.max_lr, total_steps=total)
+    start, step = time.time(), 0
+    net.train()
+    while step < total:
+        perm = torch.randperm(len(x_train), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
+            _, logits = net(to_input(x_train[idx]))
+            loss = F.cross_entropy(logits, y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step >= total:
+                break
+        if log:
+            print(f"[metrics] classifier: step {step}/{total}, loss {loss.item():.4f}, {time.time() - start:.0f}s",
+                  file=sys.stderr, flush=True)
+    seconds = time.time() - start
+    _, preds = extract(net, x_test)
+    return net, float((preds == y_test).mean()), seconds
+
+
+def get_classifier(dataset: str, data_dir: str | Path, cache_dir: str | Path = CACHE_DIR,
+                   config: ClassifierConfig | None = None, log: bool = True) -> Classifier:
+    """The feature classifier for `dataset`, trained on first use and cached by dataset, data path (and its files'
+    sizes) and training config."""
+    dataset, config = dataset_key(dataset), config or ClassifierConfig()
+    data_dir = str(Path(data_dir).resolve())
+    raw = Path(data_dir) / DATASET_FOLDERS[dataset] / "raw"
+    sizes = {p.name: p.stat().st_size for p in sorted(raw.glob("*-ubyte*"))} if raw.is_dir() else {}
+    key = json.dumps({"v": CACHE_VERSION, "dataset": dataset, "data_dir": data_dir, "files": sizes,
+                      "config": asdict(config)}, sort_keys=True)
+    path = Path(cache_dir) / f"classifier_{dataset}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    net = FeatureNet()
+    if path.exists():
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(ckpt["state_dict"])
+        acc, seconds = float(ckpt["test_accuracy"]), float(ckpt["train_seconds"])
+    else:
+        if log:
+            print(f"[metrics] training the {dataset} feature classifier (cached in {path})", file=sys.stderr)
+        net, acc, seconds = train_classifier(dataset, data_dir, config, log=log)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"state_dict": net.state_dict(), "test_accuracy": acc, "train_seconds": seconds, "key": key}, tmp)
+        os.replace(tmp, path)
+    x_test, _ = load_split(dataset, data_dir, train=False)
+    real_features, _ = extract(net, x_test)
+    return Classifier(net, dataset, data_dir, acc, seconds, config, real_features, x_test, str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Feature-space metrics
+# ---------------------------------------------------------------------------------------------------------------
+def _sqrt_psd(mat: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues clipped)."""
+    vals, vecs = np.linalg.eigh((mat + mat.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2), all in float64.
+
+    tr((S1 S2)^1/2) is computed from the eigenvalues of the symmetric PSD product S1^1/2 S2 S1^1/2, which has the
+    same spectrum as S1 S2; eigenvalues that are negative beyond round-off are reported.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    root1 = _sqrt_psd(sigma1)
+    prod = root1 @ sigma2 @ root1
+    eig = np.linalg.eigvalsh((prod + prod.T) / 2)
+    if eig.min() < -1e-6 * max(1.0, np.abs(eig).max()):
+        warnings.warn(f"FID: S1^1/2 S2 S1^1/2 has eigenvalue {eig.min():.3g} < 0 beyond round-off; clipped to 0",
+                      stacklevel=2)
+    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def fid(feats1: np.ndarray, feats2: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [N, D]."""
+    f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    return fid_from_stats(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+
+
+def kid(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random subsets: (mean, std over subsets).
+
+    Kernel matrices in float32 (the speed), their sums in float64 (the precision of a small difference).
+    """
+    f1, f2 = torch.as_tensor(np.asarray(feats1, np.float32)), torch.as_tensor(np.asarray(feats2, np.float32))
+    m = min(subset_size, len(f1), len(f2))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 samples per set (got {len(f1)} and {len(f2)})")
+    d = f1.shape[1]
+    rng = np.random.default_rng(seed)
+    mmds = np.empty(num_subsets)
+    for i in range(num_subsets):
+        x = f1[torch.from_numpy(rng.choice(len(f1), m, replace=False))]
+        y = f2[torch.from_numpy(rng.choice(len(f2), m, replace=False))]
+        k_xx, k_yy, k_xy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        off_diag = (k_xx.double().sum() - k_xx.diagonal().double().sum()
+                    + k_yy.double().sum() - k_yy.diagonal().double().sum()) / (m * (m - 1))
+        mmds[i] = float(off_diag - 2 * k_xy.double().mean())
+    return float(mmds.mean()), float(mmds.std())
+
+
+def _knn_radii(feats: torch.Tensor, k: int, batch_size: int) -> torch.Tensor:
+    """Distance of each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    return torch.cat([torch.cdist(feats[i:i + batch_size], feats).kthvalue(k + 1, dim=1).values
+                      for i in range(0, len(feats), batch_size)])
+
+
+def _coverage(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, batch_size: int) -> float:
+    """Fraction of `queries` inside at least one ball B(support_j, radii_j)."""
+    inside = [(torch.cdist(queries[i:i + batch_size], support) <= radii[None]).any(dim=1)
+              for i in range(0, len(queries), batch_size)]
+    return float(torch.cat(inside).double().mean())
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, batch_size: int = 1000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls; the larger set is subsampled."""
+    n = min(len(real), len(fake))
+    if n <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set (got {n})")
+    rng = np.random.default_rng(seed)
+    real = real[np.sort(rng.choice(len(real), n, replace=False))] if len(real) > n else real
+    fake = fake[np.sort(rng.choice(len(fake), n, replace=False))] if len(fake) > n else fake
+    r, f = torch.as_tensor(real, dtype=torch.float32), torch.as_tensor(fake, dtype=torch.float32)
+    precision = _coverage(f, r, _knn_radii(r, k, batch_size), batch_size)  # generated within the real manifold
+    recall = _coverage(r, f, _knn_radii(f, k, batch_size), batch_size)  # real within the generated manifold
+    return precision, recall
+
+
+def mode_coverage(preds: np.ndarray, num_classes: int = 10, threshold: float = 0.01) -> dict:
+    """Class histogram of predictions, classes holding >= `threshold` of them, and KL(histogram || uniform)."""
+    hist = np.bincount(np.asarray(preds, np.int64), minlength=num_classes)[:num_classes] / max(1, len(preds))
+    nz = hist > 0
+    kl = float((hist[nz] * np.log(hist[nz] * num_classes)).sum())
+    return {"modes": int((hist >= threshold).sum()), "kl_uniform": kl, "histogram": hist.round(4).tolist()}
+
+
+def label_accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of conditional samples classified as the label they were generated for."""
+    return float((np.asarray(preds) == np.asarray(labels)).mean())
+
+
+def code_error(preds: np.ndarray, codes: np.ndarray) -> tuple[float, dict[int, int]]:
+    """InfoGAN categorical-code error: map each code value to its most frequent predicted class; (error, map)."""
+    preds, codes = np.asarray(preds, np.int64), np.asarray(codes, np.int64)
+    mapping = {int(c): int(np.bincount(preds[codes == c]).argmax()) for c in np.unique(codes)}
+    mapped = np.array([mapping[int(c)] for c in codes])
+    return float((mapped != preds).mean()), mapping
+
+
+def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: np.ndarray,
+                    labels: np.ndarray | None = None, codes: np.ndarray | None = None,
+                    kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3) -> dict:
+    """Every noise-to-image metric for one sample set (features already extracted)."""
+    kid_mean, kid_std = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
+    precision, recall = precision_recall(real_feats, fake_feats, k=k)
+    out = {"n": len(fake_feats), "fid": fid(real_feats, fake_feats), "kid": kid_mean, "kid_std": kid_std,
+           "precision": precision, "recall": recall, **mode_coverage(fake_preds)}
+    if labels is not None:
+        out["label_accuracy"] = label_accuracy(fake_preds, labels)
+    if codes is not None:
+        out["code_error"], mapping = code_error(fake_preds, codes)
+        out["code_to_class"] = {str(c): v for c, v in mapping.items()}
+    return out
+
+
+def score_samples(path: str | Path, clf: Classifier, **kwargs) -> dict:
+    """Metrics of a samples.npz (`images`, optional `labels` / `codes`) against the real test set."""
+    with np.load(path) as npz:
+        if "images" not in npz:
+            raise ValueError(f"{path}: no `images` array (has {', '.join(npz.files)})")
+        images = npz["images"]
+        labels, codes = npz.get("labels"), npz.get("codes")
+    if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"{path}: `images` must be square [N, C, H, W], got {images.shape}")
+    feats, preds = extract(clf.net, images)
+    size = int(images.shape[-1])
+    return {"size": size, **feature_metrics(clf.reference(size), feats, preds, labels, codes, **kwargs)}
+
+
+def real_floor(clf: Classifier, size: int = IMG_SIZE, n: int = 10000, seed: int = 0, **kwargs) -> dict:
+    """Every metric for `n` real training images (with their labels) against the real test set, both at `size` px."""
+    x_train, y_train = load_split(clf.dataset, clf.data_dir, train=True)
+    idx = np.sort(np.random.default_rng(seed).choice(len(x_train), min(n, len(x_train)), replace=False))
+    images = x_train[idx] if size == IMG_SIZE else resize_uint8(x_train[idx], size)
+    feats, preds = extract(clf.net, images)
+    return {"size": size, **feature_metrics(clf.reference(size), feats, preds, labels=y_train[idx], **kwargs)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Image-to-image metrics (images in [0, 1])
+# ---------------------------------------------------------------------------------------------------------------
+def _as_unit(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float64 in [0, 1]; float images are taken as already in [0, 1]."""
+    t = torch.as_tensor(x)
+    return t.double() / 255.0 if t.dtype == torch.uint8 else t.double()
+
+
+def l1_error(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Mean absolute difference of images in [0, 1]."""
+    return float((_as_unit(x) - _as_unit(y)).abs().mean())
+
+
+def psnr(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per-image PSNR in dB, 10 log10(1 / MSE), of images [N, C, H, W] in [0, 1] (inf where identical)."""
+    mse = ((_as_unit(x) - _as_unit(y)) ** 2).flatten(1).mean(dim=1)
+    with np.errstate(divide="ignore"):
+        return (10 * np.log10(1.0 / mse.numpy()))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - (size - 1) / 2) ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return torch.outer(g, g)  # (size, size), sums to 1
+
+
+def ssim(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, window: int = 11, sigma: float = 1.5,
+         batch_size: int = 16) -> np.ndarray:
+    """Per-image SSIM (Wang et al. 2004): gaussian window 11x11, sigma 1.5, 'valid' filtering, data range 1."""
+    x, y = _as_unit(x), _as_unit(y)
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"SSIM needs two [N, C, H, W] batches of one shape (got {tuple(x.shape)}, {tuple(y.shape)})")
+    if min(x.shape[-2:]) < window:
+        raise ValueError(f"SSIM window {window} is larger than the images {tuple(x.shape[-2:])}")
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    channels = x.shape[1]
+    w = _gaussian_window(window, sigma).expand(channels, 1, window, window)
+    out = []
+    for i in range(0, len(x), batch_size):
+        a, b = x[i:i + batch_size], y[i:i + batch_size]
+        mu_a, mu_b = F.conv2d(a, w, groups=channels), F.conv2d(b, w, groups=channels)
+        var_a = F.conv2d(a * a, w, groups=channels) - mu_a ** 2
+        var_b = F.conv2d(b * b, w, groups=channels) - mu_b ** 2
+        cov = F.conv2d(a * b, w, groups=channels) - mu_a * mu_b
+        smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+        out.append(smap.flatten(1).mean(dim=1))
+    return torch.cat(out).numpy()
+
+
+def translation_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict:
+    """L1, PSNR (mean over images) and SSIM (mean over images) of outputs against targets."""
+    if outputs.shape != targets.shape:
+        raise ValueError(f"outputs {outputs.shape} and targets {targets.shape} differ in shape")
+    p = psnr(outputs, targets)
+    return {"n": len(outputs), "l1": l1_error(outputs, targets), "psnr": float(np.mean(p)),
+            "ssim": float(np.mean(ssim(outputs, targets)))}
+
+
+def score_translations(path: str | Path) -> dict[str, dict]:
+    """Metrics of a translations.npz per direction: {'test': ...} (pix2pix) or {'a2b': ..., 'b2a': ...} (CycleGAN,
+    where the test split is paired), plus 'a2b_cycle' / 'b2a_cycle': reconstructions against the inputs."""
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    out = {}
+    for prefix, name in [("", "test"), ("a2b_", "a2b"), ("b2a_", "b2a")]:
+        if f"{prefix}outputs" in arrays and f"{prefix}targets" in arrays:
+            out[name] = translation_metrics(arrays[f"{prefix}outputs"], arrays[f"{prefix}targets"])
+        if f"{prefix}cycle" in arrays and f"{prefix}inputs" in arrays:  # CycleGAN's reconstruction F(G(a)) vs a
+            out[f"{name}_cycle"] = translation_metrics(arrays[f"{prefix}cycle"], arrays[f"{prefix}inputs"])
+    if not out:
+        raise ValueError(f"{path}: no outputs/targets pair to score (has {', '.join(arrays)})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------
+def dataset_of_run(path: str | Path) -> str | None:
+    """The dataset named by a run folder `{dataset}__{exp_name}__{seed}__{unix_time}` (None if not one)."""
+    parts = Path(path).name.split("__")
+    return parts[0] if len(parts) >= 4 else None
+
+
+@dataclass
+class Args:
+    path: tyro.conf.Positional[str]
+    """a samples.npz or translations.npz (or the run folder holding one)"""
+    data_dir: str = "data"
+    """folder holding the real dataset in torchvision's layout (DATA_DIR/MNIST/raw)"""
+    dataset: str | None = None
+    """dataset of the samples (default: read from the run folder's name)"""
+    cache_dir: str = str(CACHE_DIR)
+    """where the trained feature classifier is cached"""
+    floor: bool = False
+    """also score 10,000 real training images against the real test set (at the samples' size)"""
+
+
+def main(args: Args) -> dict:
+    path = Path(args.path)
+    if path.is_dir():
+        found = [path / n for n in ("samples.npz", "translations.npz") if (path / n).exists()]
+        if not found:
+            raise SystemExit(f"metrics.py: error: {path} holds neither samples.npz nor translations.npz")
+        path = found[0]
+    if not path.exists():
+        raise SystemExit(f"metrics.py: error: {path} does not exist")
+    if path.name.startswith("translations"):
+        return {"translations": score_translations(path)}
+    dataset = args.dataset or dataset_of_run(path.parent)
+    if dataset is None:
+        raise SystemExit(f"metrics.py: error: cannot tell the dataset from {path.parent.name}; pass --dataset")
+    try:
+        clf = get_classifier(dataset, args.data_dir, args.cache_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"metrics.py: error: {e}") from None
+    out = {"classifier": clf.info(), "samples": score_samples(path, clf)}
+    if args.floor:
+        out["real_floor"] = real_floor(clf, out["samples"]["size"])
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(tyro.cli(Args)), indent=2))
