@@ -6,6 +6,7 @@ Paper-to-code map
 - Section 3, "maximise log D(G(z))" ........... `--g-loss non-saturating` (default); minimax form: `--g-loss saturating`
 - Algorithm 1, k discriminator steps ............ the `for _ in range(args.k_steps)` loop
 - Section 5 / official pylearn2 code ........... `Generator` (ReLU MLP) and `Discriminator` (maxout MLP with dropout)
+- official code's init and SGD schedule ......... `init_uniform`, `Generator.init_output_bias`, `--optimizer sgd`
 """
 import os
 import random

@@ -21,6 +21,18 @@ def test_shapes_and_logits():
     assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.BatchNorm1d)) for m in d.modules())
 
 
+def test_official_init_and_output_bias_from_marginals():
+    g, d = gan.Generator(100, 64), gan.Discriminator(16, 5)
+    assert all(p.abs().max() <= 0.005 for n, p in d.named_parameters() if n.endswith("weight"))
+    assert all(p.abs().max() <= 0.05 for n, p in g.named_parameters() if n.endswith("weight"))
+    images = torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8)
+    images[:, :, 0, 0] = 0  # an always-black pixel: bias clipped, not -inf
+    g.init_output_bias(images)
+    p = (images.float().mean(0) / 255).flatten().clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():  # with z = 0 and zero biases the hidden layers are 0: G(0) is the mean image
+        torch.testing.assert_close((g(torch.zeros(1, 100)).flatten() + 1) / 2, p, atol=1e-5, rtol=1e-4)
+
+
 def test_maxout_is_max_over_pieces():
     m = gan.Maxout(3, 2, 4)
     x = torch.randn(5, 3)
