@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, list[str]]] = {
     # Sized so that each run takes about 5-9 minutes of one core of the 2-core CPU (1-thread speeds measured there,
     # it/s, with the box partly loaded: gan 5-6, cgan 6-8, dcgan at --ngf/--ndf 32 1.1, lsgan at 32 0.7,
     # infogan 0.4-0.8, wgan ~1.4-3.5 after its warm-up (25 iterations of 100 critic steps), wgan_gp 1.1-2.1,
-    # began 2.1-5.2, pix2pix@128 0.9, cyclegan@64 0.46): ~45 min with 2 workers for one seed.
+    # began 2.1-5.2, pix2pix@128 0.9, cyclegan@64 0.46): one seed took 35 min with 2 workers (results/quick).
     # dcgan and lsgan run at half the papers' width (--ngf/--ndf 32): at 64 one iteration costs 52 / 83 GFLOP.
     "quick": {
         "gan": ["--max-iters", "2500"],
