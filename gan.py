@@ -6,7 +6,9 @@ Paper-to-code map
 - Section 3, "maximise log D(G(z))" ........... `--g-loss non-saturating` (default); minimax form: `--g-loss saturating`
 - Algorithm 1, k discriminator steps ............ the `for _ in range(args.k_steps)` loop
 - Section 5 / official pylearn2 code ........... `Generator` (ReLU MLP) and `Discriminator` (maxout MLP with dropout)
-- official code's init and SGD schedule ......... `init_uniform`, `Generator.init_output_bias`, `--optimizer sgd`
+- official code's init, N(0, 1) noise, SGD (lr 0.1 / 1.000004 per step, momentum 0.5 -> 0.7), halved D loss ...
+  `init_uniform`, `Generator.init_output_bias`, `--optimizer sgd` (default), `discriminator_loss`
+- official code's D input dropout acts on pixels in [0, 1] (a dropped pixel is black) ... `Discriminator.forward`
 """
 import os
 import random
@@ -46,10 +48,10 @@ class Args:
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 100
     """minibatch size m (Algorithm 1; the official code uses 100)"""
-    lr: float = 2e-4
-    """learning rate of both networks"""
+    lr: float = 0.1
+    """learning rate of both networks (official code's SGD: 0.1, decayed; with `--optimizer adam` use 2e-4)"""
     beta1: float = 0.5
-    """Adam beta1 (momentum with `--optimizer sgd`)"""
+    """SGD's initial momentum (official code: 0.5, rising to 0.7), or Adam's beta1"""
     beta2: float = 0.999
     """Adam beta2"""
     log_interval: int = 100
@@ -82,12 +84,12 @@ class Args:
     """k, discriminator steps per generator step (Algorithm 1; the paper uses k = 1)"""
     g_loss: Literal["non-saturating", "saturating"] = "non-saturating"
     """generator objective: maximise log D(G(z)) (Section 3) or minimise log(1 - D(G(z))) (Eq. 1)"""
-    optimizer: Literal["adam", "sgd"] = "adam"
-    """adam (practice) or sgd (the official code's: try --lr 0.1 --beta1 0.5; lr and momentum schedules)"""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """sgd with the official code's lr and momentum schedules, or adam (common practice: --lr 2e-4 --beta1 0.5)"""
     label_smoothing: float = 1.0
     """target for real images in D's loss (one-sided smoothing, e.g. 0.9; 1.0 = off)"""
-    noise: Literal["uniform", "normal"] = "uniform"
-    """prior p_z: U(-1, 1) (the paper's uniform prior) or N(0, 1)"""
+    noise: Literal["normal", "uniform"] = "normal"
+    """prior p_z: N(0, 1) (the official code's default for MNIST) or U(-1, 1)"""
 
 
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
@@ -216,14 +218,17 @@ class Discriminator(nn.Module):
         init_uniform(self, 0.005)
 
     def forward(self, x):
-        return self.net(x).view(-1)  # (B,)
+        # The official code's D sees pixels in [0, 1], where input dropout zeroes a pixel to black, the background.
+        # On our [-1, 1] images a zero would be mid-grey speckle on every real image, hiding G's speckle from D.
+        return self.net((x + 1) / 2).view(-1)  # (B,)
 
 
 def discriminator_loss(real_logits, fake_logits, real_target: float = 1.0):
-    """-[log D(x) + log(1 - D(G(z)))] (Algorithm 1, ascended by D), with optional one-sided label smoothing."""
+    """-1/2 [log D(x) + log(1 - D(G(z)))] (Algorithm 1, ascended by D; the official code halves it, which matters
+    for SGD's step size only), with optional one-sided label smoothing."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
+    return 0.5 * (real + fake)
 
 
 def generator_loss(fake_logits, kind: str = "non-saturating"):

@@ -44,6 +44,9 @@ COMMON: dict[str, list[str]] = {
     # the whole suite on a 2-core CPU in under an hour (one seed); MNIST digits recognisable
     "quick": ["--num-eval-samples", "10000", "--log-interval", "50", "--sample-interval", "500",
               "--checkpoint-interval", "100000"],
+    # three times quick's time: for the scripts that are still early at the quick budget
+    "long": ["--num-eval-samples", "10000", "--log-interval", "50", "--sample-interval", "500",
+             "--checkpoint-interval", "100000"],
     # the papers' budgets (the scripts' defaults), for a GPU
     "full": ["--num-eval-samples", "10000"],
 }
@@ -72,6 +75,20 @@ PRESETS: dict[str, dict[str, list[str]]] = {
         "cyclegan": ["--max-iters", "250", "--img-size", "64", "--dataset-mode", "unaligned", "--sample-interval",
                      "50"],
     },
+    # About 15 minutes of one core per run (the quick preset's speeds), two runs side by side.
+    "long": {
+        "gan": ["--max-iters", "6000"],
+        "cgan": ["--max-iters", "7000"],
+        "dcgan": ["--max-iters", "2100", "--ngf", "32", "--ndf", "32"],
+        "lsgan": ["--max-iters", "1500", "--ngf", "32", "--ndf", "32"],
+        "infogan": ["--max-iters", "800"],
+        "wgan": ["--max-iters", "3000"],
+        "wgan_gp": ["--max-iters", "2200"],
+        "began": ["--max-iters", "4500"],
+        "pix2pix": ["--max-iters", "1200", "--img-size", "128", "--sample-interval", "400"],
+        "cyclegan": ["--max-iters", "750", "--img-size", "64", "--dataset-mode", "unaligned", "--sample-interval",
+                     "250"],
+    },
     "full": {name: [] for name in SCRIPTS},
 }
 # Extra flags of the FLOP count only (1 and 3 iterations): WGAN's first 25 iterations run 100 critic steps (official
@@ -81,24 +98,26 @@ FLOP_COUNT_FLAGS: dict[str, list[str]] = {"wgan": ["--no-critic-warmup"]}
 CLASSIFIER: dict[str, ClassifierConfig] = {
     "smoke": ClassifierConfig(epochs=1, max_steps=20),
     "quick": ClassifierConfig(),
+    "long": ClassifierConfig(),
     "full": ClassifierConfig(),
 }
-DEFAULT_SEEDS = {"smoke": (1,), "quick": (1,), "full": (1, 2, 3)}
-DEFAULT_WORKERS = {"smoke": 2, "quick": 2, "full": 1}  # small nets use 2 one-thread runs better than 1 two-thread run
+DEFAULT_SEEDS = {"smoke": (1,), "quick": (1,), "long": (1,), "full": (1, 2, 3)}
+# small nets use 2 one-thread runs better than 1 two-thread run
+DEFAULT_WORKERS = {"smoke": 2, "quick": 2, "long": 2, "full": 1}
 
 
 @dataclass
 class Args:
-    preset: Literal["smoke", "quick", "full"] = "quick"
+    preset: Literal["smoke", "quick", "long", "full"] = "quick"
     """budget table to use (see PRESETS in this file)"""
     scripts: tuple[str, ...] = SCRIPTS
     """scripts to run (file names without .py); missing ones are skipped with a warning"""
     seeds: tuple[int, ...] = ()
-    """seeds to run each script with (default: smoke 1; quick 1; full 1 2 3)"""
+    """seeds to run each script with (default: smoke 1; quick 1; long 1; full 1 2 3)"""
     data_dir: str = "data"
     """folder holding MNIST/raw, facades/ and facades_cyclegan/ (passed to every script as --data-dir)"""
     workers: int | None = None
-    """parallel subprocesses (0 = print the commands only; default: 2 for smoke and quick, 1 for full); each gets
+    """parallel subprocesses (0 = print the commands only; default: 2 for smoke, quick and long, 1 for full); each gets
     max(1, cores // workers) threads"""
     runs_dir: str = ""
     """working directory of the subprocesses; run folders go to RUNS_DIR/runs/ (default benchmarks/runs/PRESET)"""

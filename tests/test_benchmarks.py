@@ -46,12 +46,12 @@ def script_module(name: str):
 
 
 def test_presets_cover_every_script():
-    for preset in ("smoke", "quick", "full"):
+    for preset in ("smoke", "quick", "long", "full"):
         assert set(bench.PRESETS[preset]) == set(bench.SCRIPTS), preset
         assert preset in bench.COMMON and preset in bench.CLASSIFIER and preset in bench.DEFAULT_SEEDS
 
 
-@pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
+@pytest.mark.parametrize("preset", ["smoke", "quick", "long", "full"])
 @pytest.mark.parametrize("name", PRESENT)
 def test_preset_flags_are_accepted_by_the_script(name, preset):
     flags = ["--seed", "1", "--exp-name", name, "--data-dir", "data", "--no-download", *bench.script_args(preset, name)]

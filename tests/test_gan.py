@@ -33,6 +33,19 @@ def test_official_init_and_output_bias_from_marginals():
         torch.testing.assert_close((g(torch.zeros(1, 100)).flatten() + 1) / 2, p, atol=1e-5, rtol=1e-4)
 
 
+def test_input_dropout_sees_pixels_in_0_1_so_a_dropped_pixel_is_background():
+    d = gan.Discriminator(16, 5)
+    seen = []
+    d.net[1].register_forward_hook(lambda m, inp, out: seen.append((inp[0], out)))  # the input dropout
+    d.train()
+    d(-torch.ones(4, 1, 28, 28))  # an all-background image in [-1, 1]
+    inp, out = seen[0]
+    assert torch.equal(inp, torch.zeros_like(inp)) and torch.equal(out, inp)  # dropping black changes nothing
+    d(torch.ones(4, 1, 28, 28))  # all white: dropout zeroes about 20% of the pixels to black
+    inp, out = seen[1]
+    assert inp.min() == 1 and 0.1 < (out == 0).float().mean() < 0.3
+
+
 def test_maxout_is_max_over_pieces():
     m = gan.Maxout(3, 2, 4)
     x = torch.randn(5, 3)
@@ -58,9 +71,9 @@ def test_generator_losses_on_known_logits():
 def test_discriminator_loss_and_one_sided_label_smoothing():
     real, fake = torch.tensor([1.0, -0.5]), torch.tensor([0.3, -2.0])
     pr, pf = torch.sigmoid(real), torch.sigmoid(fake)
-    expected = -(torch.log(pr).mean() + torch.log(1 - pf).mean())
+    expected = -0.5 * (torch.log(pr).mean() + torch.log(1 - pf).mean())  # halved, as the official code's cost
     torch.testing.assert_close(gan.discriminator_loss(real, fake), expected)
-    smooth = -((0.9 * torch.log(pr) + 0.1 * torch.log(1 - pr)).mean() + torch.log(1 - pf).mean())
+    smooth = -0.5 * ((0.9 * torch.log(pr) + 0.1 * torch.log(1 - pr)).mean() + torch.log(1 - pf).mean())
     torch.testing.assert_close(gan.discriminator_loss(real, fake, 0.9), smooth)  # fakes keep target 0
 
 
