@@ -6,6 +6,7 @@ Paper-to-code map
 - Section 3.2, y fed to both nets as one-hot ... `one_hot`, `Generator.forward(z, y)`, `Discriminator.forward(x, y)`
 - Section 4.1, G: z->200, y->1000, ->1200 ->784  `Generator` (ReLU, dropout 0.5; tanh output, images in [-1, 1])
 - Section 4.1, D: x->240x5, y->50x5, ->240x4 ..  `Discriminator` (maxout, dropout 0.5; input dropout 0.2)
+- no init in the paper: the GAN code's ranges, PyTorch's default for the y layers ... `init_uniform`
 - Section 4.1, SGD, momentum 0.5->0.7, lr 0.1 /1.00004 per step  `--optimizer sgd --lr 0.1`, `sgd_schedule`
 - Section 4.1, "one sample per label" grids .... `write_samples` (one row per class, fixed noise per column)
 """
@@ -188,7 +189,9 @@ def balanced_labels(n: int, device) -> torch.Tensor:
 
 
 def init_uniform(module: nn.Module, irange: float):
-    """The GAN paper's official (pylearn2) init: weights ~ U(-irange, irange), biases 0."""
+    """The GAN paper's official (pylearn2) init: weights ~ U(-irange, irange), biases 0. The cGAN paper gives no init;
+    the two layers that read the one-hot y keep PyTorch's default U(+-1/sqrt(10)): with U(+-0.005) a label's features
+    were at most 0.005 and D ignored y (every row of the grid was the same digit after 1500 iterations)."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.uniform_(m.weight, -irange, irange)
@@ -210,6 +213,7 @@ class Generator(nn.Module):
             nn.Linear(joint_hidden, int(np.prod(img_shape))), nn.Tanh(),
         )
         init_uniform(self, 0.05)
+        self.y_net[0].reset_parameters()  # y's layer: PyTorch's U(+-1/sqrt(10)), see init_uniform
 
     @torch.no_grad()
     def init_output_bias(self, images: torch.Tensor):
@@ -240,6 +244,9 @@ class Discriminator(nn.Module):
 
     def __init__(self, units=240, y_units=50, pieces=5, joint_pieces=4, dropout=0.5, input_dropout=0.2, x_dim=784):
         super().__init__()
+        # Deviation: x stays in [-1, 1], so input dropout zeroes pixels to mid-grey, a form of instance noise on real
+        # and fake images alike. On [0, 1] pixels (the GAN code's, where a dropped pixel is black; gan.py does that)
+        # D overpowered G within a few hundred iterations and G drew one shape for every label (docs/cgan.md, 3).
         self.x_net = nn.Sequential(nn.Flatten(), nn.Dropout(input_dropout), Maxout(x_dim, units, pieces))
         self.y_net = Maxout(N_CLASSES, y_units, pieces)
         self.joint = nn.Sequential(
@@ -247,16 +254,18 @@ class Discriminator(nn.Module):
             nn.Dropout(dropout), nn.Linear(units, 1),  # a logit: the sigmoid lives in BCEWithLogits
         )
         init_uniform(self, 0.005)
+        self.y_net.linear.reset_parameters()  # y's layer: PyTorch's U(+-1/sqrt(10)), see init_uniform
 
     def forward(self, x, y):  # x (B, 1, 28, 28), y one-hot (B, 10)
         return self.joint(torch.cat([self.x_net(x), self.y_net(y)], dim=1)).view(-1)  # (B,)
 
 
 def discriminator_loss(real_logits, fake_logits):
-    """-[log D(x|y) + log(1 - D(G(z|y)|y))] (Eq. 2, ascended by D), as binary cross-entropy on logits."""
+    """-1/2 [log D(x|y) + log(1 - D(G(z|y)|y))] (Eq. 2, ascended by D), as binary cross-entropy on logits; halved
+    as in the GAN paper's official code (this matters for SGD's step size only)."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
+    return 0.5 * (real + fake)
 
 
 def generator_loss(fake_logits):

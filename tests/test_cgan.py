@@ -33,6 +33,15 @@ def test_one_hot_labels_and_network_shapes():
     assert not any(isinstance(m, torch.nn.Sigmoid) for m in d.modules())  # D outputs logits
 
 
+def test_init_gan_code_ranges_but_label_layers_at_pytorch_default():
+    g, d = cgan.Generator(), cgan.Discriminator()
+    bound = 1 / 10 ** 0.5  # nn.Linear's default for fan_in 10: the one-hot y carries a usable signal
+    for layer in (g.y_net[0], d.y_net.linear):
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.5 * bound
+    assert g.z_net[0].weight.abs().max() <= 0.05 and g.joint[0].weight.abs().max() <= 0.05
+    assert d.x_net[-1].linear.weight.abs().max() <= 0.005 and d.joint[1].linear.weight.abs().max() <= 0.005
+
+
 def test_generator_output_changes_with_label_for_fixed_z():
     torch.manual_seed(0)
     g, d = small_nets()
@@ -51,7 +60,8 @@ def test_loss_is_bce_with_logits_not_least_squares():
     """Eq. 2 of the paper (log D terms), never the least-squares loss of LSGAN under the cGAN name."""
     real, fake = torch.tensor([1.0, -0.5, 3.0]), torch.tensor([0.3, -2.0, 0.0])
     pr, pf = torch.sigmoid(real), torch.sigmoid(fake)
-    torch.testing.assert_close(cgan.discriminator_loss(real, fake), -(torch.log(pr).mean() + torch.log(1 - pf).mean()))
+    expected = -0.5 * (torch.log(pr).mean() + torch.log(1 - pf).mean())  # halved, as the GAN official code
+    torch.testing.assert_close(cgan.discriminator_loss(real, fake), expected)
     torch.testing.assert_close(cgan.generator_loss(fake), -torch.log(pf).mean())
     least_squares = ((real - 1) ** 2).mean() + (fake ** 2).mean()
     assert not torch.isclose(cgan.discriminator_loss(real, fake), 0.5 * least_squares)
