@@ -123,11 +123,8 @@ def check_args(args: Args):
     for name in ["max_iters", "num_eval_samples"]:
         if getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
-    for name in ["lr", "min_lr"]:
-        if not getattr(args, name) > 0:
-            fail(f"--{name.replace('_', '-')} must be > 0 (got {getattr(args, name)})")
-    if not args.lr_decay >= 1:
-        fail(f"--lr-decay must be >= 1 (got {args.lr_decay})")
+    if not (args.lr > 0 and args.min_lr > 0 and args.lr_decay >= 1):
+        fail(f"--lr and --min-lr must be > 0 and --lr-decay >= 1 (got {args.lr}, {args.min_lr}, {args.lr_decay})")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1 and 0 <= args.momentum_final < 1):
         fail(f"--beta1, --beta2 and --momentum-final must lie in [0, 1) (got {args.beta1}, {args.beta2}, "
              f"{args.momentum_final})")
@@ -189,9 +186,7 @@ def balanced_labels(n: int, device) -> torch.Tensor:
 
 
 def init_uniform(module: nn.Module, irange: float):
-    """The GAN paper's official (pylearn2) init: weights ~ U(-irange, irange), biases 0. The cGAN paper gives no init;
-    the two layers that read the one-hot y keep PyTorch's default U(+-1/sqrt(10)): with U(+-0.005) a label's features
-    were at most 0.005 and D ignored y (every row of the grid was the same digit after 1500 iterations)."""
+    """The GAN code's (pylearn2) init: weights ~ U(-irange, irange), biases 0 (not the y layers: docs/cgan.md, 8)."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.uniform_(m.weight, -irange, irange)
@@ -213,7 +208,7 @@ class Generator(nn.Module):
             nn.Linear(joint_hidden, int(np.prod(img_shape))), nn.Tanh(),
         )
         init_uniform(self, 0.05)
-        self.y_net[0].reset_parameters()  # y's layer: PyTorch's U(+-1/sqrt(10)), see init_uniform
+        self.y_net[0].reset_parameters()  # PyTorch's U(+-1/sqrt(10)): with U(+-0.05) on one-hot y, y is ignored
 
     @torch.no_grad()
     def init_output_bias(self, images: torch.Tensor):
@@ -244,9 +239,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, units=240, y_units=50, pieces=5, joint_pieces=4, dropout=0.5, input_dropout=0.2, x_dim=784):
         super().__init__()
-        # Deviation: x stays in [-1, 1], so input dropout zeroes pixels to mid-grey, a form of instance noise on real
-        # and fake images alike. On [0, 1] pixels (the GAN code's, where a dropped pixel is black; gan.py does that)
-        # D overpowered G within a few hundred iterations and G drew one shape for every label (docs/cgan.md, 3).
+        # Deviation: dropout on [-1, 1] pixels greys them (instance noise); on [0, 1] D overpowered G (docs, item 3)
         self.x_net = nn.Sequential(nn.Flatten(), nn.Dropout(input_dropout), Maxout(x_dim, units, pieces))
         self.y_net = Maxout(N_CLASSES, y_units, pieces)
         self.joint = nn.Sequential(
@@ -254,15 +247,14 @@ class Discriminator(nn.Module):
             nn.Dropout(dropout), nn.Linear(units, 1),  # a logit: the sigmoid lives in BCEWithLogits
         )
         init_uniform(self, 0.005)
-        self.y_net.linear.reset_parameters()  # y's layer: PyTorch's U(+-1/sqrt(10)), see init_uniform
+        self.y_net.linear.reset_parameters()  # PyTorch's U(+-1/sqrt(10)): U(+-0.005) left D blind to y
 
     def forward(self, x, y):  # x (B, 1, 28, 28), y one-hot (B, 10)
         return self.joint(torch.cat([self.x_net(x), self.y_net(y)], dim=1)).view(-1)  # (B,)
 
 
 def discriminator_loss(real_logits, fake_logits):
-    """-1/2 [log D(x|y) + log(1 - D(G(z|y)|y))] (Eq. 2, ascended by D), as binary cross-entropy on logits; halved
-    as in the GAN paper's official code (this matters for SGD's step size only)."""
+    """-1/2 [log D(x|y) + log(1 - D(G(z|y)|y))] (Eq. 2, ascended by D; halved as the GAN code), BCE on logits."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return 0.5 * (real + fake)
