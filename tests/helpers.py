@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,3 +149,25 @@ def check_bad_input(name: str, args, cwd, code: int, must_mention: str):
 def losses(run_dir, tags=("losses/d_loss", "losses/g_loss")) -> dict:
     scalars = read_scalars(run_dir)
     return {t: scalars[t] for t in tags}
+
+
+def check_exact_resume(name: str, common, tmp_path, nets=("generator", "discriminator"),
+                       tags=("losses/d_loss", "losses/g_loss"), n: int = 6):
+    """n iterations in one go vs n/2, then `--resume` to n: the logged values of `tags` must be identical, value for
+    value, and so must the final weights of `nets` (BatchNorm statistics included). Returns both checkpoints and the
+    uninterrupted run's values for further checks."""
+    full, half = tmp_path / "full", tmp_path / "half"
+    full.mkdir(), half.mkdir()
+    assert run_inprocess(name, [*common, "--max-iters", n], full)[0] == 0
+    assert run_inprocess(name, [*common, "--max-iters", n // 2], half)[0] == 0
+    run = only_run_dir(half)
+    rc, out, err = run_inprocess(name, [*common, "--max-iters", n, "--resume", run / "checkpoint.pt"], half)
+    assert rc == 0, err
+    a, b = losses(only_run_dir(full), tags), losses(run, tags)
+    assert [s for s, _ in a[tags[0]]] == list(range(1, n + 1))
+    assert a == b  # same seed: identical values; n/2 + resumed n/2 == n in one go
+    ca = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
+    cb = torch.load(run / "checkpoint.pt", weights_only=False)
+    for net in nets:
+        assert all(torch.equal(ca[net][k], cb[net][k]) for k in ca[net]), net
+    return ca, cb, a

@@ -2,7 +2,16 @@
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, check_bad_input, check_smoke, load_script, losses, only_run_dir, read_scalars, run_inprocess
+from helpers import (
+    ROOT,
+    check_bad_input,
+    check_exact_resume,
+    check_smoke,
+    load_script,
+    only_run_dir,
+    read_scalars,
+    run_inprocess,
+)
 
 cgan = load_script("cgan")
 SMALL = ["--z-hidden", 16, "--y-hidden", 16, "--joint-hidden", 32, "--maxout-units", 16, "--y-maxout-units", 8,
@@ -122,21 +131,7 @@ def test_paper_sgd_with_schedule_and_fashion_mnist(tmp_path, mnist_root):
 
 
 def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    full, half = tmp_path / "full", tmp_path / "half"
-    full.mkdir(), half.mkdir()
-    common = [*base(mnist_root), "--num-eval-samples", 0]
-    assert run_inprocess("cgan", [*common, "--max-iters", 6], full)[0] == 0
-    assert run_inprocess("cgan", [*common, "--max-iters", 3], half)[0] == 0
-    run = only_run_dir(half)
-    rc, out, err = run_inprocess("cgan", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
-    assert rc == 0, err
-    a, b = losses(only_run_dir(full)), losses(run)
-    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
-    assert a == b  # 3 + resumed 3 == 6 in one go, value for value
-    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
-    wb = torch.load(run / "checkpoint.pt", weights_only=False)
-    for net in ["generator", "discriminator"]:
-        assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net])
+    check_exact_resume("cgan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path)
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import check_bad_input, check_smoke, load_script, losses, only_run_dir, run_inprocess
+from helpers import check_bad_input, check_exact_resume, check_smoke, load_script, only_run_dir, run_inprocess
 
 gan = load_script("gan")
 SMALL = ["--hidden-dim", 64, "--maxout-units", 16, "--batch-size", 16, "--log-interval", 1]
@@ -119,20 +119,7 @@ def test_fashion_mnist_and_k_steps(tmp_path, mnist_root):
 
 
 def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    full, half = tmp_path / "full", tmp_path / "half"
-    full.mkdir(), half.mkdir()
-    common = [*base(mnist_root), "--num-eval-samples", 0]
-    assert run_inprocess("gan", [*common, "--max-iters", 6], full)[0] == 0
-    assert run_inprocess("gan", [*common, "--max-iters", 3], half)[0] == 0
-    run = only_run_dir(half)
-    rc, out, err = run_inprocess("gan", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
-    assert rc == 0, err
-    a, b = losses(only_run_dir(full)), losses(run)
-    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
-    assert a == b  # same seed: identical values; 3 + resumed 3 == 6 in one go, value for value
-    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)["generator"]
-    wb = torch.load(run / "checkpoint.pt", weights_only=False)["generator"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    check_exact_resume("gan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path)
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):

@@ -7,9 +7,9 @@ import torch
 from helpers import (
     ROOT,
     check_bad_input,
+    check_exact_resume,
     check_smoke,
     load_script,
-    losses,
     only_run_dir,
     read_scalars,
     read_tags,
@@ -136,22 +136,8 @@ def test_supervised_categorical_and_mse(tmp_path, mnist_root):
 
 
 def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    full, half = tmp_path / "full", tmp_path / "half"
-    full.mkdir(), half.mkdir()
-    common = [*base(mnist_root), "--num-eval-samples", 0]
-    assert run_inprocess("infogan", [*common, "--max-iters", 6], full)[0] == 0
-    assert run_inprocess("infogan", [*common, "--max-iters", 3], half)[0] == 0
-    run = only_run_dir(half)
-    rc, out, err = run_inprocess("infogan", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
-    assert rc == 0, err
-    tags = ("losses/d_loss", "losses/g_loss", "losses/info_loss")
-    a, b = losses(only_run_dir(full), tags), losses(run, tags)
-    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
-    assert a == b  # 3 + resumed 3 == 6 in one go, value for value
-    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
-    wb = torch.load(run / "checkpoint.pt", weights_only=False)
-    for net in ["generator", "discriminator"]:  # incl. BatchNorm running statistics
-        assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net])
+    check_exact_resume("infogan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path,
+                       tags=("losses/d_loss", "losses/g_loss", "losses/info_loss"))
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):

@@ -4,7 +4,15 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, check_bad_input, check_smoke, load_script, losses, only_run_dir, run_inprocess
+from helpers import (
+    ROOT,
+    check_bad_input,
+    check_exact_resume,
+    check_smoke,
+    load_script,
+    only_run_dir,
+    run_inprocess,
+)
 
 wgan_gp = load_script("wgan_gp")
 SMALL = ["--dim", 4, "--latent-dim", 8, "--batch-size", 8, "--log-interval", 1]
@@ -151,21 +159,9 @@ def test_fashion_mnist_and_folder_dataset(tmp_path, mnist_root):
 
 
 def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    full, half = tmp_path / "full", tmp_path / "half"
-    full.mkdir(), half.mkdir()
-    common = [*base(mnist_root), "--n-critic", 2, "--num-eval-samples", 0]
-    assert run_inprocess("wgan_gp", [*common, "--max-iters", 6], full)[0] == 0
-    assert run_inprocess("wgan_gp", [*common, "--max-iters", 3], half)[0] == 0
-    run = only_run_dir(half)
-    rc, out, err = run_inprocess("wgan_gp", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
-    assert rc == 0, err
-    tags = ("losses/d_loss", "losses/g_loss", "losses/gradient_penalty", "losses/wasserstein_estimate")
-    a, b = losses(only_run_dir(full), tags), losses(run, tags)
-    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
-    assert a == b  # same seed: identical values; 3 + resumed 3 == 6 in one go, value for value
-    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
-    wb = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert all(torch.equal(wa[n][k], wb[n][k]) for n in ["generator", "critic"] for k in wa[n])
+    check_exact_resume("wgan_gp", [*base(mnist_root), "--n-critic", 2, "--num-eval-samples", 0], tmp_path,
+                       nets=("generator", "critic"), tags=("losses/d_loss", "losses/g_loss",
+                                                           "losses/gradient_penalty", "losses/wasserstein_estimate"))
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
