@@ -171,3 +171,16 @@ def check_exact_resume(name: str, common, tmp_path, nets=("generator", "discrimi
     for net in nets:
         assert all(torch.equal(ca[net][k], cb[net][k]) for k in ca[net]), net
     return ca, cb, a
+
+
+def check_eval_only(name: str, common, tmp_path, n_samples: int, train_iters: int = 2) -> dict:
+    """Train `train_iters` iterations, then `--resume ... --eval-only --num-eval-samples n_samples`: exit 0 and the
+    checkpoint is not rewritten (no training happened). Returns samples.npz's arrays for further checks."""
+    assert run_inprocess(name, [*common, "--max-iters", train_iters, "--num-eval-samples", 0], tmp_path)[0] == 0
+    run = only_run_dir(tmp_path)
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    rc, out, err = run_inprocess(name, [*common, "--resume", run / "checkpoint.pt", "--eval-only",
+                                        "--num-eval-samples", n_samples], tmp_path)
+    assert rc == 0, err
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+    return dict(np.load(run / "samples.npz"))

@@ -3,7 +3,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from helpers import check_bad_input, check_exact_resume, check_smoke, load_script, only_run_dir, run_inprocess
+from helpers import (
+    check_bad_input,
+    check_eval_only,
+    check_exact_resume,
+    check_smoke,
+    load_script,
+    only_run_dir,
+    run_inprocess,
+)
 
 dcgan = load_script("dcgan")
 SMALL = ["--ngf", 8, "--ndf", 8, "--latent-dim", 16, "--batch-size", 16, "--log-interval", 1]
@@ -176,14 +184,7 @@ def test_determinism_and_exact_resume(tmp_path, mnist_root):
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
-    assert run_inprocess("dcgan", [*base(mnist_root), "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
-    run = only_run_dir(tmp_path)
-    before = (run / "checkpoint.pt").stat().st_mtime_ns
-    rc, out, err = run_inprocess("dcgan", [*base(mnist_root), "--resume", run / "checkpoint.pt", "--eval-only",
-                                           "--num-eval-samples", 12], tmp_path)
-    assert rc == 0, err
-    assert np.load(run / "samples.npz")["images"].shape == (12, 1, 32, 32)
-    assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+    assert check_eval_only("dcgan", base(mnist_root), tmp_path, 12)["images"].shape == (12, 1, 32, 32)
 
 
 @pytest.mark.parametrize("flags, mention", [

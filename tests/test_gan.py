@@ -2,7 +2,15 @@
 import numpy as np
 import pytest
 import torch
-from helpers import check_bad_input, check_exact_resume, check_smoke, load_script, only_run_dir, run_inprocess
+from helpers import (
+    check_bad_input,
+    check_eval_only,
+    check_exact_resume,
+    check_smoke,
+    load_script,
+    only_run_dir,
+    run_inprocess,
+)
 
 gan = load_script("gan")
 SMALL = ["--hidden-dim", 64, "--maxout-units", 16, "--batch-size", 16, "--log-interval", 1]
@@ -123,14 +131,7 @@ def test_determinism_and_exact_resume(tmp_path, mnist_root):
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
-    assert run_inprocess("gan", [*base(mnist_root), "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
-    run = only_run_dir(tmp_path)
-    before = (run / "checkpoint.pt").stat().st_mtime_ns
-    rc, out, err = run_inprocess("gan", [*base(mnist_root), "--resume", run / "checkpoint.pt", "--eval-only",
-                                         "--num-eval-samples", 12], tmp_path)
-    assert rc == 0, err
-    assert np.load(run / "samples.npz")["images"].shape == (12, 1, 28, 28)
-    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+    assert check_eval_only("gan", base(mnist_root), tmp_path, 12)["images"].shape == (12, 1, 28, 28)
 
 
 @pytest.mark.parametrize("flags, mention", [

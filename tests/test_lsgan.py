@@ -3,7 +3,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from helpers import check_bad_input, check_exact_resume, check_smoke, load_script, losses, only_run_dir, run_inprocess
+from helpers import (
+    check_bad_input,
+    check_eval_only,
+    check_exact_resume,
+    check_smoke,
+    load_script,
+    losses,
+    only_run_dir,
+    run_inprocess,
+)
 
 lsgan = load_script("lsgan")
 SMALL = ["--ngf", 4, "--ndf", 4, "--latent-dim", 16, "--batch-size", 16, "--log-interval", 1]
@@ -105,14 +114,7 @@ def test_determinism_and_exact_resume(tmp_path, mnist_root):
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
-    assert run_inprocess("lsgan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], tmp_path)[0] == 0
-    run = only_run_dir(tmp_path)
-    before = (run / "checkpoint.pt").stat().st_mtime_ns
-    rc, out, err = run_inprocess("lsgan", [*base(mnist_root), "--resume", run / "checkpoint.pt", "--eval-only",
-                                           "--num-eval-samples", 7], tmp_path)
-    assert rc == 0, err
-    assert np.load(run / "samples.npz")["images"].shape == (7, 1, 32, 32)
-    assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+    assert check_eval_only("lsgan", base(mnist_root), tmp_path, 7, train_iters=1)["images"].shape == (7, 1, 32, 32)
 
 
 @pytest.mark.parametrize("flags, mention", [
