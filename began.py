@@ -9,6 +9,7 @@ Paper-to-code map
 - Eq. 4, k_{t+1} = k_t + lambda_k (gamma L(x) - L(G(z_G))), k in [0, 1] ... `update_k`
 - Section 3.4.1, M_global = L(x) + |gamma L(x) - L(G(z_G))| .............. `convergence_measure`
 - Section 4.1, "decaying [the lr] by a factor of 2 when the measure of convergence stalls" ... `StallDecay`
+- Section 3.5.1, vanishing residuals, carry from 1 to 0 over the first `--carry-steps` ... `ConvELU`, `set_carry`
 - Section 3.5 / Figure 1, ELU conv encoder and decoder, nearest upsampling, stride-2 subsampling ... `Encoder`,
   `Decoder`, `Discriminator` (encoder + decoder), `Generator` (same architecture as the decoder, own weights)
 """
@@ -91,6 +92,8 @@ class Args:
     """halve the lr when the mean M_global over this many iterations stalls (0 = never)"""
     lr_decay_margin: float = 0.01
     """a window stalls unless its mean M_global is below best * (1 - margin)"""
+    carry_steps: int = 16000
+    """Section 3.5.1 vanishing residuals: the carry falls from 1 to 0 over this many iterations (0 = none)"""
 
 
 DATASETS = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST"),  # (class, path)
@@ -104,21 +107,19 @@ def fail(msg: str, code: int = 2):
 
 
 def check_args(args: Args):
-    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "h_dim",
-                 "num_filters"]:
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples", "lr_decay_window"]:
-        if getattr(args, name) < 0:
-            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
-    for name, ok, allowed in [
-        ("lr", args.lr > 0, "(0, inf)"), ("beta1", 0 <= args.beta1 < 1, "[0, 1)"), ("beta2", 0 <= args.beta2 < 1,
-        "[0, 1)"), ("img_size", args.img_size in (16, 32, 64, 128, 256), "{16, 32, 64, 128, 256}, e.g. 32 or 64"),
-        ("gamma", 0 < args.gamma <= 1, "(0, 1]"), ("lambda_k", args.lambda_k > 0, "(0, inf)"),
-        ("lr_decay_margin", 0 <= args.lr_decay_margin < 1, "[0, 1)"),
-    ]:
+    rules = [(name, getattr(args, name) > 0, "be a positive integer") for name in ["epochs", "batch_size",
+             "log_interval", "sample_interval", "checkpoint_interval", "h_dim", "num_filters"]]
+    rules += [(name, getattr(args, name) >= 0, "be >= 0") for name in ["max_iters", "num_eval_samples",
+              "lr_decay_window", "carry_steps"]]
+    rules += [
+        ("lr", args.lr > 0, "lie in (0, inf)"), ("beta1", 0 <= args.beta1 < 1, "lie in [0, 1)"),
+        ("beta2", 0 <= args.beta2 < 1, "lie in [0, 1)"), ("img_size", args.img_size in (16, 32, 64, 128, 256),
+        "lie in {16, 32, 64, 128, 256}, e.g. 32 or 64"), ("gamma", 0 < args.gamma <= 1, "lie in (0, 1]"),
+        ("lambda_k", args.lambda_k > 0, "lie in (0, inf)"), ("lr_decay_margin", 0 <= args.lr_decay_margin < 1,
+        "lie in [0, 1)")]
+    for name, ok, rule in rules:
         if not ok:
-            fail(f"--{name.replace('_', '-')} must lie in {allowed} (got {getattr(args, name)})")
+            fail(f"--{name.replace('_', '-')} must {rule} (got {getattr(args, name)})")
     if args.resume is not None and not os.path.isfile(args.resume):
         fail(f"--resume {args.resume}: no such checkpoint file")
     if args.eval_only and args.resume is None:
@@ -167,7 +168,7 @@ class EpochBatches:
     def __init__(self, data: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False):
         self.data, self.batch_size, self.seed, self.epoch = data, batch_size, seed, -1
         self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
-        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def get(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.per_epoch)
@@ -175,8 +176,7 @@ class EpochBatches:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
         idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.data[idx].float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
-        return x.contiguous(memory_format=self.memory_format)
+        return self.data[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=self.memory_format)  # [-1, 1]
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
@@ -184,17 +184,31 @@ def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
     return torch.rand(n, dim, device=device, generator=generator) * 2 - 1
 
 
+class ConvELU(nn.Module):
+    """conv3x3-ELU (Figure 1). Between same-sized layers, Section 3.5.1's vanishing residual: carry * x + (1 - carry)
+    * ELU(conv(x)), carry falling from 1 to 0 (`set_carry`); with carry = 0 it is the plain conv-ELU of Figure 1."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv, self.elu, self.residual = nn.Conv2d(cin, cout, 3, stride, 1), nn.ELU(), cin == cout and stride == 1
+        self.register_buffer("carry", torch.zeros(()), persistent=False)  # a function of the iteration: not saved
+
+    def forward(self, x):
+        y = self.elu(self.conv(x))
+        return torch.lerp(y, x, self.carry) if self.residual else y
+
+
 class Encoder(nn.Sequential):
     """x -> conv-ELU(n) -> per scale s = 1..S: [conv-ELU(s*n) x2, stride-2 conv-ELU(s*n) except at 8x8] -> FC -> h."""
 
     def __init__(self, channels: int, n: int, h_dim: int, img_size: int):
         scales = int(math.log2(img_size // 8)) + 1  # 32: 32, 16, 8; 64: 64, 32, 16, 8
-        layers, c_prev = [nn.Conv2d(channels, n, 3, 1, 1), nn.ELU()], n
+        layers, c_prev = [ConvELU(channels, n)], n
         for s in range(scales):
             c = n * (s + 1)  # filters grow linearly with depth (Section 3.5)
-            layers += [nn.Conv2d(c_prev, c, 3, 1, 1), nn.ELU(), nn.Conv2d(c, c, 3, 1, 1), nn.ELU()]
+            layers += [ConvELU(c_prev, c), ConvELU(c, c)]
             if s < scales - 1:
-                layers += [nn.Conv2d(c, c, 3, 2, 1), nn.ELU()]  # subsampling by stride 2
+                layers.append(ConvELU(c, c, stride=2))  # subsampling by stride 2
             c_prev = c
         super().__init__(*layers, nn.Flatten(), nn.Linear(8 * 8 * c_prev, h_dim))  # to h: no non-linearity
 
@@ -206,7 +220,7 @@ class Decoder(nn.Sequential):
         scales = int(math.log2(img_size // 8)) + 1
         layers = [nn.Linear(h_dim, 8 * 8 * n), nn.Unflatten(1, (n, 8, 8))]  # from h: no non-linearity
         for s in range(scales):
-            layers += [nn.Conv2d(n, n, 3, 1, 1), nn.ELU(), nn.Conv2d(n, n, 3, 1, 1), nn.ELU()]
+            layers += [ConvELU(n, n), ConvELU(n, n)]
             if s < scales - 1:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
         super().__init__(*layers, nn.Conv2d(n, channels, 3, 1, 1))  # linear output (reference code)
@@ -222,6 +236,14 @@ class Discriminator(nn.Sequential):
     def __init__(self, channels: int, n: int, h_dim: int, img_size: int):
         super().__init__(OrderedDict(encoder=Encoder(channels, n, h_dim, img_size),
                                      decoder=Decoder(channels, n, h_dim, img_size)))
+
+
+def set_carry(nets, iteration: int, carry_steps: int):
+    """Section 3.5.1: the vanishing residuals' carry falls linearly from 1 at iteration 0 to 0 at `carry_steps` and
+    stays 0 (the buffers start at 0; past `carry_steps` this does nothing, so no work per iteration)."""
+    if iteration <= carry_steps:
+        for m in (m for net in nets for m in net.modules() if isinstance(m, ConvELU)):
+            m.carry.fill_(1 - iteration / carry_steps if carry_steps else 0.0)
 
 
 def init_weights(m: nn.Module):
@@ -248,7 +270,7 @@ def convergence_measure(real_recon, fake_recon_g, gamma: float):
 class StallDecay:
     """Section 4.1: halve the lr when M_global stalls. Each window of `window` iterations ends with its mean M_global;
     the window stalls unless that mean is below best * (1 - margin), best being the lowest earlier window mean.
-    The running sum stays on the device: one host sync per window."""
+    The running sum stays on the device: one host sync per window. Its state, for checkpoints, is vars(self)."""
 
     def __init__(self, lr: float, window: int, margin: float):
         self.lr, self.window, self.margin = lr, window, margin
@@ -258,23 +280,10 @@ class StallDecay:
         self.total, self.count = self.total + m_global, self.count + 1
         if self.count < self.window or not self.window:
             return False
-        mean = float(self.total) / self.count
-        self.total, self.count = 0.0, 0
+        mean, self.total, self.count = float(self.total) / self.count, 0.0, 0
         stalled = not mean < self.best * (1 - self.margin)
         self.best, self.lr = min(self.best, mean), self.lr / 2 if stalled else self.lr
         return stalled
-
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict):
-        vars(self).update(state)
-
-
-def save_atomic(obj, path: str):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
@@ -295,8 +304,7 @@ if __name__ == "__main__":
     if n_batches < 1:
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
     total_iters = args.epochs * n_batches
-    if args.max_iters:
-        total_iters = min(total_iters, args.max_iters)
+    total_iters = min(total_iters, args.max_iters or total_iters)  # --max-iters 0: no cap
     on_cuda = device.type == "cuda"  # channels_last memory and fused Adam there
     batches = EpochBatches(data, args.batch_size, args.seed, channels_last=on_cuda)
 
@@ -304,22 +312,22 @@ if __name__ == "__main__":
     generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
     for net in (generator, discriminator):
         net.apply(init_weights).to(memory_format=torch.channels_last if on_cuda else torch.contiguous_format)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2), fused=on_cuda)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
-                                   fused=on_cuda)
+    # G starts at the data's mean colour, as Section 3.4 assumes ("generated data is close to 0"); not in the paper
+    generator[-1].bias.data.copy_(data[:10000].float().mean((0, 2, 3)).div(127.5).sub(1))
+    optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
+                                                 fused=on_cuda) for net in (generator, discriminator))
     scheduler = StallDecay(args.lr, args.lr_decay_window, args.lr_decay_margin)
     k_t = torch.zeros((), device=device)  # k_0 = 0 (Section 3.4)
 
     iteration, step = 0, 0  # generator updates done, real minibatches consumed
-    run_dir = None
+    run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"  # or, resumed, its own
     if args.resume:
         ckpt = torch.load(args.resume, map_location=device, weights_only=False)
         try:
-            generator.load_state_dict(ckpt["generator"])
-            discriminator.load_state_dict(ckpt["discriminator"])
-            optimizer_g.load_state_dict(ckpt["optimizer_g"])
-            optimizer_d.load_state_dict(ckpt["optimizer_d"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            for key, obj in [("generator", generator), ("discriminator", discriminator), ("optimizer_g", optimizer_g),
+                             ("optimizer_d", optimizer_d)]:
+                obj.load_state_dict(ckpt[key])
+            vars(scheduler).update(ckpt["scheduler"])
             k_t = ckpt["k_t"].to(device)
         except (KeyError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
@@ -329,12 +337,11 @@ if __name__ == "__main__":
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    set_carry((generator, discriminator), iteration, args.carry_steps)
     g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
         generator, discriminator)
 
     # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
-    if run_dir is None:
-        run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
     os.makedirs(f"{run_dir}/samples", exist_ok=True)
     writer = SummaryWriter(run_dir)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
@@ -343,15 +350,16 @@ if __name__ == "__main__":
     fixed_z = sample_noise(100, args.h_dim, device, torch.Generator(device).manual_seed(args.seed))
     fixed_real = data[:50].float().div(127.5).sub(1.0)  # 50 training images for the reconstruction grid
 
-    def save_checkpoint():
-        save_atomic({
+    def save_checkpoint():  # atomically: a temporary file, then os.replace
+        torch.save({
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
-            "scheduler": scheduler.state_dict(), "k_t": k_t,
+            "scheduler": dict(vars(scheduler)), "k_t": k_t,
             "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-        }, ckpt_path)
+        }, ckpt_path + ".tmp")
+        os.replace(ckpt_path + ".tmp", ckpt_path)
 
     @torch.no_grad()
     def write_samples():
@@ -365,20 +373,14 @@ if __name__ == "__main__":
             torchvision.utils.save_image(image, f"{run_dir}/samples/{iteration:07d}{suffix}.png")
             writer.add_image(tag, image, iteration)
 
-    stop_requested = False
-
-    def on_sigint(signum, frame):
-        global stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    stop_requested = False  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    signal.signal(signal.SIGINT, lambda signum, frame: globals().update(stop_requested=True))
 
     # ALGO LOGIC: Eq. 4 (BEGAN objective and the k_t proportional control)
     start_time, start_iter = time.time(), iteration
     while iteration < total_iters and not args.eval_only:
         # (1) Update D: descend L_D = L(x) - k_t L(G(z_D)); G(z_D) is generated under no_grad
-        real = batches.get(step)
-        step += 1
+        real, step = batches.get(step), step + 1
         with torch.no_grad():
             fake = g_train(sample_noise(len(real), args.h_dim, device))
         recon = d_train(torch.cat([real, fake]))  # one pass over both halves (no batch statistics in D)
@@ -389,14 +391,13 @@ if __name__ == "__main__":
         optimizer_d.step()
 
         # (2) Update G: descend L_G = L(G(z_G)) with fresh noise z_G; D's weights get no gradient here
-        discriminator.requires_grad_(False)
         fake_g = g_train(sample_noise(args.batch_size, args.h_dim, device))
         g_loss = recon_error(fake_g, d_train(fake_g))
         optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_loss.backward(inputs=list(generator.parameters()))
         optimizer_g.step()
-        discriminator.requires_grad_(True)
         iteration += 1
+        set_carry((generator, discriminator), iteration, args.carry_steps)
 
         # (3) Eq. 4: k_{t+1} (on the device, no host sync); Section 3.4.1: M_global; Section 4.1: lr decay
         with torch.no_grad():
@@ -412,16 +413,15 @@ if __name__ == "__main__":
             losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "real_recon": real_recon.item(),
                       "fake_recon": fake_recon.item()}
             if not all(np.isfinite(v) for v in losses.values()):
+                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
                 fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
-                     f" the last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}",
-                     1)
+                     f" the last good checkpoint is {last}", 1)
             charts = {"d_real": losses["real_recon"], "d_fake": losses["fake_recon"],  # D's output: its L1 error
                       "k_t": k_t.item(), "convergence": m_global.item(), "learning_rate": scheduler.lr}
-            for k, v in [*((f"losses/{k}", v) for k, v in losses.items()), *((f"charts/{k}", v) for k, v in
-                                                                             charts.items())]:
-                writer.add_scalar(k, v, iteration)
-            elapsed = time.time() - start_time
-            its = (iteration - start_iter) / elapsed
+            for group, values in [("losses", losses), ("charts", charts)]:
+                for k, v in values.items():
+                    writer.add_scalar(f"{group}/{k}", v, iteration)
+            its = (iteration - start_iter) / (time.time() - start_time)
             writer.add_scalar("charts/SPS", int(its * args.batch_size), iteration)
             print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
                   f"g_loss {losses['g_loss']:.4f} | k_t {k_t.item():.4f} | M_global {m_global.item():.4f} | "
