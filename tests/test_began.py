@@ -1,5 +1,9 @@
 """began.py: k_t control, M_global, lr decay on stall, the conv/ELU autoencoder, smoke run, exact resume, bad input."""
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from helpers import (
     read_scalars,
     read_tags,
     run_inprocess,
+    script_path,
 )
 
 began = load_script("began")
@@ -184,6 +189,18 @@ def test_determinism_and_exact_resume(tmp_path, mnist_root):
     ca, cb, a = check_exact_resume("began", common, tmp_path, tags=TAGS)
     assert len({v for _, v in a["charts/learning_rate"]}) > 1  # the decay rule fired
     assert torch.equal(ca["k_t"], cb["k_t"]) and ca["scheduler"]["lr"] == cb["scheduler"]["lr"]
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path, mnist_root):
+    proc = subprocess.Popen([sys.executable, script_path("began"), *map(str, base(mnist_root)), "--max-iters", "100000",
+                             "--num-eval-samples", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout.readline().startswith("iter 1/")  # training has started (--log-interval 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted: checkpoint written" in err
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert 1 <= ckpt["iteration"] < 100000
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
