@@ -545,5 +545,6 @@ if __name__ == "__main__":
         writer.close()
     checksum = sum(v.double().sum().item() * (i + 1) for i, v in enumerate(g_nets.state_dict().values()))
     print(f"done: {iteration} iterations; artefacts in {run_dir}; rank {rank} generator checksum {checksum!r}")
-    if distributed:
+    if distributed:  # every rank waits for rank 0's artefacts, then all tear down together
+        dist.barrier()
         dist.destroy_process_group()
