@@ -165,10 +165,9 @@ class EpochBatches:
     """Minibatches from a uint8 tensor on the device; epoch e is a permutation seeded by (seed, e), so the data
     order depends only on the number of batches consumed and a resumed run sees exactly the same batches."""
 
-    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, channels_last: bool = False):
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int):
         self.data, self.batch_size, self.seed, self.epoch = data, batch_size, seed, -1
         self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def get(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.per_epoch)
@@ -176,7 +175,7 @@ class EpochBatches:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
         idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.data[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=self.memory_format)  # [-1, 1]
+        return self.data[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)  # [-1, 1]
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
@@ -305,8 +304,8 @@ if __name__ == "__main__":
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
     total_iters = args.epochs * n_batches
     total_iters = min(total_iters, args.max_iters or total_iters)  # --max-iters 0: no cap
-    on_cuda = device.type == "cuda"  # fused Adam there; channels_last everywhere (also ~19% faster on this CPU)
-    batches = EpochBatches(data, args.batch_size, args.seed, channels_last=True)
+    on_cuda = device.type == "cuda"  # fused Adam there; channels_last everywhere (on this CPU 5.9 vs 5.0 it/s)
+    batches = EpochBatches(data, args.batch_size, args.seed)
 
     net_args = (data.shape[1], args.num_filters, args.h_dim, args.img_size)
     generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
