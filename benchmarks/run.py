@@ -248,7 +248,9 @@ def record(runs_dir: Path, args: Args, jobs: list[Job], skipped: list[str], thre
 
 
 def count_flops(args: Args, scripts: list[str], extra: list[str], runs_dir: Path, threads: int) -> None:
-    """FLOPs per iteration of each script and the peak matmul rate, in one subprocess (benchmarks/flops.py)."""
+    """FLOPs per iteration of each script and the peak matmul rate, in one subprocess (benchmarks/flops.py). A partial
+    rerun (--scripts X) keeps the earlier counts of the scripts it does not count again, so the report's FLOP table
+    stays whole."""
     data_dir = str(Path(args.data_dir).resolve())
     spec = [{"script": str(ROOT / f"{s}.py"),
              "args": ["--data-dir", data_dir, "--no-download",
@@ -256,12 +258,17 @@ def count_flops(args: Args, scripts: list[str], extra: list[str], runs_dir: Path
             for s in scripts]
     spec_path, out = runs_dir / "flops_spec.json", runs_dir / "flops.json"
     spec_path.write_text(json.dumps(spec, indent=1))
+    earlier = json.loads(out.read_text()).get("scripts", {}) if out.exists() else {}
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     print(f"[benchmark] counting FLOPs of {', '.join(scripts)} ({threads} threads)", flush=True)
     proc = subprocess.run([sys.executable, str(BENCH / "flops.py"), str(spec_path), "--out", str(out)], env=env,
                           cwd=runs_dir, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         print(f"[benchmark] FLOP count failed (exit {proc.returncode}); the report goes on without it", flush=True)
+        return
+    counted = json.loads(out.read_text())
+    counted["scripts"] = {**{n: c for n, c in earlier.items() if n not in counted["scripts"]}, **counted["scripts"]}
+    out.write_text(json.dumps(counted, indent=1))
 
 
 def main(args: Args, extra: list[str]) -> int:

@@ -122,6 +122,23 @@ def test_smoke_preset_end_to_end(mnist_root, tmp_path):
     assert (tmp_path / "again" / "report.md").exists()
 
 
+def test_partial_flop_count_keeps_the_other_scripts_counts(tmp_path, monkeypatch):
+    """--scripts X recounts X only; the counts of the other scripts stay in flops.json (the report's FLOP table)."""
+    (tmp_path / "flops.json").write_text(json.dumps({"peak_gflops": 1.0, "scripts": {
+        "gan": {"flops_per_iter": 1.0}, "cgan": {"flops_per_iter": 2.0}}}))
+
+    def fake_flops_subprocess(cmd, **kwargs):
+        out = cmd[cmd.index("--out") + 1]
+        (tmp_path / out).write_text(json.dumps({"peak_gflops": 5.0, "scripts": {"gan": {"flops_per_iter": 3.0}}}))
+        return bench.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_flops_subprocess)
+    bench.count_flops(bench.Args(preset="quick", data_dir=str(tmp_path)), ["gan"], [], tmp_path, 1)
+    counted = json.loads((tmp_path / "flops.json").read_text())
+    assert counted["peak_gflops"] == 5.0
+    assert counted["scripts"] == {"gan": {"flops_per_iter": 3.0}, "cgan": {"flops_per_iter": 2.0}}
+
+
 TOY_SCRIPT = '''
 import sys
 import torch
