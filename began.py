@@ -9,7 +9,7 @@ Paper-to-code map
 - Eq. 4, k_{t+1} = k_t + lambda_k (gamma L(x) - L(G(z_G))), k in [0, 1] ... `update_k`
 - Section 3.4.1, M_global = L(x) + |gamma L(x) - L(G(z_G))| .............. `convergence_measure`
 - Section 4.1, "decaying [the lr] by a factor of 2 when the measure of convergence stalls" ... `StallDecay`
-- Section 3.5.1, vanishing residuals, carry from 1 to 0 over the first `--carry-steps` ... `ConvELU`, `set_carry`
+- Section 3.5.1, vanishing residuals, carry 1 -> 0 over `--carry-steps` (D) and `--g-carry-steps` (G) ... `set_carry`
 - Section 3.5 / Figure 1, ELU conv encoder and decoder, nearest upsampling, stride-2 subsampling ... `Encoder`,
   `Decoder`, `Discriminator` (encoder + decoder), `Generator` (same architecture as the decoder, own weights)
 """
@@ -93,7 +93,9 @@ class Args:
     lr_decay_margin: float = 0.01
     """a window stalls unless its mean M_global is below best * (1 - margin)"""
     carry_steps: int = 16000
-    """Section 3.5.1 vanishing residuals: the carry falls from 1 to 0 over this many iterations (0 = none)"""
+    """Section 3.5.1 vanishing residuals in D: the carry falls from 1 to 0 over this many iterations (0 = none)"""
+    g_carry_steps: int = 16000
+    """the same for G (the paper: 16000 for both; MNIST: 500, docs/began.md item 10)"""
 
 
 DATASETS = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST"),  # (class, path)
@@ -110,7 +112,7 @@ def check_args(args: Args):
     rules = [(name, getattr(args, name) > 0, "be a positive integer") for name in ["epochs", "batch_size",
              "log_interval", "sample_interval", "checkpoint_interval", "h_dim", "num_filters"]]
     rules += [(name, getattr(args, name) >= 0, "be >= 0") for name in ["max_iters", "num_eval_samples",
-              "lr_decay_window", "carry_steps"]]
+              "lr_decay_window", "carry_steps", "g_carry_steps"]]
     rules += [
         ("lr", args.lr > 0, "lie in (0, inf)"), ("beta1", 0 <= args.beta1 < 1, "lie in [0, 1)"),
         ("beta2", 0 <= args.beta2 < 1, "lie in [0, 1)"), ("img_size", args.img_size in (16, 32, 64, 128, 256),
@@ -237,11 +239,11 @@ class Discriminator(nn.Sequential):
                                      decoder=Decoder(channels, n, h_dim, img_size)))
 
 
-def set_carry(nets, iteration: int, carry_steps: int):
-    """Section 3.5.1: the vanishing residuals' carry falls linearly from 1 at iteration 0 to 0 at `carry_steps` and
-    stays 0 (the buffers start at 0; past `carry_steps` this does nothing, so no work per iteration)."""
-    if iteration <= carry_steps:
-        for m in (m for net in nets for m in net.modules() if isinstance(m, ConvELU)):
+def set_carry(iteration: int, *schedules):
+    """Section 3.5.1: for each (net, carry_steps), the vanishing residuals' carry falls linearly from 1 at iteration 0
+    to 0 at `carry_steps` and stays 0 (the buffers start at 0; past `carry_steps` this does nothing)."""
+    for net, carry_steps in (s for s in schedules if iteration <= s[1]):
+        for m in (m for m in net.modules() if isinstance(m, ConvELU)):
             m.carry.fill_(1 - iteration / carry_steps if carry_steps else 0.0)
 
 
@@ -272,8 +274,7 @@ class StallDecay:
     The running sum stays on the device: one host sync per window. Its state, for checkpoints, is vars(self)."""
 
     def __init__(self, lr: float, window: int, margin: float):
-        self.lr, self.window, self.margin = lr, window, margin
-        self.best, self.total, self.count = math.inf, 0.0, 0
+        self.lr, self.window, self.margin, self.best, self.total, self.count = lr, window, margin, math.inf, 0.0, 0
 
     def step(self, m_global) -> bool:  # True when the lr was just halved
         self.total, self.count = self.total + m_global, self.count + 1
@@ -336,7 +337,7 @@ if __name__ == "__main__":
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-    set_carry((generator, discriminator), iteration, args.carry_steps)
+    set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
     g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
         generator, discriminator)
 
@@ -396,7 +397,7 @@ if __name__ == "__main__":
         g_loss.backward(inputs=list(generator.parameters()))
         optimizer_g.step()
         iteration += 1
-        set_carry((generator, discriminator), iteration, args.carry_steps)
+        set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
 
         # (3) Eq. 4: k_{t+1} (on the device, no host sync); Section 3.4.1: M_global; Section 4.1: lr decay
         with torch.no_grad():

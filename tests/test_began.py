@@ -125,16 +125,19 @@ def test_vanishing_residuals_carry_from_identity_to_plain_conv_elu():
     assert all(m.conv.in_channels != m.conv.out_channels or m.conv.stride == (2, 2) for m in layers if not m.residual)
     x = torch.randn(2, 8, 8, 8)
     for it, carry in [(0, 1.0), (4000, 0.75), (16000, 0.0)]:
-        began.set_carry((g, d), it, 16000)
+        began.set_carry(it, (g, 16000), (d, 16000))
         assert all(float(m.carry) == carry for m in layers)
         m = same[0]
         torch.testing.assert_close(m(x), carry * x + (1 - carry) * torch.nn.functional.elu(m.conv(x)))
-    began.set_carry((g, d), 20000, 16000)  # past carry_steps: stays 0, nothing to do
+    began.set_carry(20000, (g, 16000), (d, 16000))  # past carry_steps: stays 0, nothing to do
     assert all(float(m.carry) == 0 for m in layers)
-    began.set_carry((g, d), 0, 0)  # --carry-steps 0: the plain conv-ELU of Figure 1 from the start
+    began.set_carry(0, (g, 0), (d, 0))  # --carry-steps 0: the plain conv-ELU of Figure 1 from the start
     assert all(float(m.carry) == 0 for m in layers)
-    began.set_carry((g, d), 0, 16000)
+    began.set_carry(0, (g, 16000), (d, 16000))
     torch.testing.assert_close(same[0](x), x)  # carry 1: the layer passes its input through
+    began.set_carry(250, (g, 500), (d, 1000))  # --g-carry-steps 500 --carry-steps 1000: each net its own schedule
+    assert {float(m.carry) for m in g.modules() if isinstance(m, began.ConvELU)} == {0.5}
+    assert {float(m.carry) for m in d.modules() if isinstance(m, began.ConvELU)} == {0.75}
     # the carry is a function of the iteration, recomputed on resume, so the checkpoint does not hold it
     assert not any("carry" in k for k in [*g.state_dict(), *d.state_dict()])
 
@@ -183,9 +186,9 @@ def test_folder_dataset_at_64(tmp_path):
 
 def test_determinism_and_exact_resume(tmp_path, mnist_root):
     # a 2-iteration lr-decay window: the resume at 3 lands mid-window and the lr changes during the run; the
-    # vanishing residuals' carry falls to 0 over 4 iterations, across the resume
+    # vanishing residuals' carry falls to 0 over 4 iterations in D (across the resume) and over 2 in G
     common = [*base(mnist_root), "--num-eval-samples", 0, "--lr-decay-window", 2, "--lr-decay-margin", 0.5,
-              "--carry-steps", 4]
+              "--carry-steps", 4, "--g-carry-steps", 2]
     ca, cb, a = check_exact_resume("began", common, tmp_path, tags=TAGS)
     assert len({v for _, v in a["charts/learning_rate"]}) > 1  # the decay rule fired
     assert torch.equal(ca["k_t"], cb["k_t"]) and ca["scheduler"]["lr"] == cb["scheduler"]["lr"]
@@ -219,6 +222,7 @@ def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
     (["--lambda-k", 0], "--lambda-k"),
     (["--lr-decay-window", -1], "--lr-decay-window"),
     (["--carry-steps", -1], "--carry-steps"),
+    (["--g-carry-steps", -1], "--g-carry-steps"),
     (["--lr-decay-margin", 1], "--lr-decay-margin"),
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
