@@ -35,7 +35,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -48,8 +48,8 @@ class Args:
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 100
     """minibatch size m (Algorithm 1; the official code uses 100)"""
-    lr: float = 0.1
-    """learning rate of both networks (official code's SGD: 0.1, decayed; with `--optimizer adam` use 2e-4)"""
+    lr: Optional[float] = None
+    """learning rate of both networks (default: 0.1 with sgd, the official code's, decayed; 2e-4 with adam)"""
     beta1: float = 0.5
     """SGD's initial momentum (official code: 0.5, rising to 0.7), or Adam's beta1"""
     beta2: float = 0.999
@@ -68,6 +68,8 @@ class Args:
     """with --resume: no training, only write the sample grid and samples.npz"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
@@ -106,9 +108,11 @@ def check_args(args: Args):
                  "hidden_dim", "maxout_units", "maxout_pieces", "k_steps"]:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples"]:
+    for name in ["max_iters", "num_eval_samples", "eval_interval"]:
         if getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    if args.lr is None:
+        args.lr = 0.1 if args.optimizer == "sgd" else 2e-4
     if not args.lr > 0:
         fail(f"--lr must be > 0 (got {args.lr})")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
@@ -125,12 +129,13 @@ def load_images(args: Args) -> torch.Tensor:
     """The whole training set as one uint8 tensor (N, 1, 28, 28), read with torchvision's own loader."""
     cls = DATASETS[args.dataset]
     folder = os.path.join(args.data_dir, cls.__name__)
-    existed = os.path.exists(folder)
+    existed = [p for p in (args.data_dir, folder) if os.path.exists(p)]
     try:
         return cls(args.data_dir, train=True, download=args.download).data.unsqueeze(1)
     except (RuntimeError, OSError) as e:
-        if not existed:  # leave nothing half-downloaded behind
-            shutil.rmtree(folder, ignore_errors=True)
+        for path in (folder, args.data_dir):  # leave nothing half-downloaded behind, not even an empty folder
+            if path not in existed:
+                shutil.rmtree(path, ignore_errors=True)
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected the IDX files in {os.path.join(folder, 'raw')} "
              f"({type(e).__name__}); pass --data-dir pointing at a folder that holds {cls.__name__}/raw, "
@@ -244,6 +249,35 @@ def save_atomic(obj, path: str):
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU, whatever device wrote it: RNG states must stay CPU ByteTensors, and
+    load_state_dict moves weights and optimiser states to the run's device. An unreadable file ends in one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if not isinstance(ckpt, dict):
+        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
+    return ckpt
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
+    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
+    for saved, group in zip(state["param_groups"], optimizer.param_groups):
+        if "fused" in group:
+            saved["fused"] = group["fused"]
+    optimizer.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
@@ -254,6 +288,10 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # Data: the whole training set on the device as one uint8 tensor; batches are normalised there
@@ -280,18 +318,19 @@ if __name__ == "__main__":
         optimizer_g = torch.optim.SGD(generator.parameters(), lr=args.lr, momentum=args.beta1)
         optimizer_d = torch.optim.SGD(discriminator.parameters(), lr=args.lr, momentum=args.beta1)
 
-    iteration, step = 0, 0  # generator updates done, real minibatches consumed
+    iteration, step, train_seconds = 0, 0, 0.0  # generator updates done, real minibatches consumed, training time
     run_dir = None
     if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(args.resume)
         try:
             generator.load_state_dict(ckpt["generator"])
             discriminator.load_state_dict(ckpt["discriminator"])
-            optimizer_g.load_state_dict(ckpt["optimizer_g"])
-            optimizer_d.load_state_dict(ckpt["optimizer_d"])
+            load_optimizer(optimizer_g, ckpt["optimizer_g"])
+            load_optimizer(optimizer_d, ckpt["optimizer_d"])
         except (KeyError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
+        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -315,6 +354,7 @@ if __name__ == "__main__":
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
             "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
+            "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
         }, ckpt_path)
@@ -328,16 +368,35 @@ if __name__ == "__main__":
         torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
         writer.add_image("samples", grid, iteration)
 
-    stop_requested = False
+    @torch.no_grad()
+    def write_eval_samples():
+        """samples_{iteration}.npz for quality-over-time curves: 2000 samples from a noise stream of their own (the
+        training RNG is untouched) and the training seconds so far, which exclude the time spent here."""
+        global eval_seconds
+        t0 = time.time()
+        gen = torch.Generator(device).manual_seed(args.seed + 2)
+        generator.eval()
+        images = torch.cat([generator(sample_noise(1000, args.latent_dim, args.noise, device, gen)) for _ in range(2)])
+        generator.train()
+        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        path = f"{run_dir}/samples_{iteration:07d}.npz"
+        with open(path + ".tmp", "wb") as f:
+            np.savez(f, images=images, iteration=iteration, train_seconds=train_seconds + t0 - start_time - eval_seconds)
+        os.replace(path + ".tmp", path)
+        eval_seconds += time.time() - t0
 
-    def on_sigint(signum, frame):
-        global stop_requested
-        stop_requested = True
+    stop_signal = None
 
-    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    def on_stop_signal(signum, frame):
+        global stop_signal
+        stop_signal = signum
+
+    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
+    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
     # ALGO LOGIC: Algorithm 1 (minibatch stochastic gradient descent training of GANs)
-    start_time, start_iter = time.time(), iteration
+    print(f"gan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
     while iteration < total_iters and not args.eval_only:
         if args.optimizer == "sgd":  # official schedule: lr / 1.000004 per update, momentum beta1 -> 0.7 by epoch 250
             for group in optimizer_g.param_groups + optimizer_d.param_groups:
@@ -364,7 +423,8 @@ if __name__ == "__main__":
         iteration += 1
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop_requested
+        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
         if iteration % args.log_interval == 0 or at_checkpoint:
             losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
             if not all(np.isfinite(v) for v in losses.values()):
@@ -378,19 +438,22 @@ if __name__ == "__main__":
             writer.add_scalar("charts/d_fake", torch.sigmoid(fake_logits).mean().item(), iteration)
             elapsed = time.time() - start_time
             its = (iteration - start_iter) / elapsed
-            writer.add_scalar("charts/SPS", int(its * args.batch_size * args.k_steps), iteration)
+            writer.add_scalar("charts/SPS", its * args.batch_size * args.k_steps, iteration)
             print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
                   f"g_loss {losses['g_loss']:.4f} | {its:.1f} it/s | ETA {(total_iters - iteration) / its:.0f}s",
                   flush=True)
         if iteration % args.sample_interval == 0:
             write_samples()
+        if args.eval_interval and iteration % args.eval_interval == 0:
+            write_eval_samples()
         if at_checkpoint:
             save_checkpoint()
-        if stop_requested:
-            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+        if stopping:
+            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
+            sys.exit(128 + stopping)
 
     # Final artefacts: grid and samples.npz for the benchmark
+    print(f"writing the final sample grid and {args.num_eval_samples} samples to {run_dir}", flush=True)
     write_samples()
     if args.num_eval_samples > 0:
         generator.eval()

@@ -73,7 +73,9 @@ def run_subprocess(name: str, args, cwd, timeout: int = 300) -> subprocess.Compl
 
 def run_inprocess(name: str, args, cwd):
     """Run a script's `__main__` in this process (saves the ~3 s interpreter start); returns (code, stdout, stderr)."""
-    old_argv, old_cwd, old_handler = sys.argv, os.getcwd(), signal.getsignal(signal.SIGINT)
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook = sys.excepthook
     out, err, code = io.StringIO(), io.StringIO(), 0
     sys.argv = [script_path(name), *map(str, args)]
     os.chdir(cwd)
@@ -85,7 +87,9 @@ def run_inprocess(name: str, args, cwd):
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
-        signal.signal(signal.SIGINT, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        sys.excepthook = old_hook
     return code, out.getvalue(), err.getvalue()
 
 
@@ -184,3 +188,155 @@ def check_eval_only(name: str, common, tmp_path, n_samples: int, train_iters: in
     assert rc == 0, err
     assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
     return dict(np.load(run / "samples.npz"))
+
+
+# ----------------------------------------------------------------------------- guard rails shared by every script
+def _train(name: str, common, cwd, iters: int, extra=()) -> Path:
+    cwd.mkdir(parents=True, exist_ok=True)
+    rc, out, err = run_inprocess(name, [*common, "--max-iters", iters, "--num-eval-samples", 0, *extra], cwd)
+    assert rc == 0, err[-3000:]
+    return only_run_dir(cwd)
+
+
+def check_corrupt_resume(name: str, common, tmp_path):
+    """`--resume` of a file holding garbage, and of a real checkpoint cut to half its size (a partial copy, a full
+    disk): one line on stderr naming --resume, exit 2, no traceback, no new run folder."""
+    ckpt = _train(name, common, tmp_path / "src", 1) / "checkpoint.pt"
+    garbage, half = tmp_path / "garbage.pt", tmp_path / "half.pt"
+    garbage.write_bytes(b"this is not a checkpoint\n" * 40)
+    data = ckpt.read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    for i, bad in enumerate([garbage, half]):
+        cwd = tmp_path / f"bad{i}"
+        cwd.mkdir()
+        check_bad_input(name, [*common, "--resume", bad], cwd, 2, "--resume")
+
+
+class _OnRunDevice:
+    """Emulates a GPU run's `torch.load(..., map_location=device)` on a CPU-only machine: when a script asks
+    torch.load for any location other than "cpu", the checkpoint's RNG states come back off the CPU (here on the
+    "meta" device, as map_location="cuda" puts them on the GPU), so `torch.set_rng_state` fails as it does on a GPU."""
+
+    def __init__(self):
+        self.real_load, self.calls = torch.load, []
+
+    def __call__(self, f, *a, map_location=None, **k):
+        obj = self.real_load(f, *a, map_location="cpu", **k)
+        self.calls.append(map_location)
+        if map_location != "cpu" and isinstance(obj, dict) and isinstance(obj.get("rng"), dict):
+            obj["rng"] = {key: v.to("meta") if isinstance(v, torch.Tensor) else v for key, v in obj["rng"].items()}
+        return obj
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> str:
+    """Read the child's stdout until a line contains `needle` (the child prints with flush=True)."""
+    import selectors
+    import time
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    seen, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        if not sel.select(timeout=1):
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return line
+    proc.kill()
+    raise AssertionError(f"never printed {needle!r}; stdout: {''.join(seen)[-2000:]}; stderr: {proc.stderr.read()[-2000:]}")
+
+
+def check_sigterm_and_exact_resume(name: str, common, tmp_path, monkeypatch, nets=("generator", "discriminator"),
+                                   tags=("losses/d_loss", "losses/g_loss"), extra_iters: int = 2):
+    """SIGTERM (a scheduler's preemption) during training: the run finishes its iteration, writes checkpoint.pt and
+    exits 143. `--resume` from it, with torch.load emulating a GPU run (see _OnRunDevice), continues exactly: the
+    logged `tags` and the final weights of `nets` equal those of one uninterrupted run to the same iteration.
+    Returns (checkpoint iteration, the resumed run's folder)."""
+    work, full = tmp_path / "preempted", tmp_path / "full"
+    work.mkdir(), full.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, script_path(name), *map(str, common), "--max-iters", "100000", "--num-eval-samples", "0",
+           "--log-interval", "1", "--checkpoint-interval", "100000"]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for_line(proc, "iter ")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, f"exit {proc.returncode}; stderr: {err[-2000:]}"
+    assert "Traceback" not in err and "checkpoint" in err, err[-2000:]
+    run = only_run_dir(work)
+    assert not list(run.glob("*.tmp"))
+    stopped_at = torch.load(run / "checkpoint.pt", weights_only=False)["iteration"]
+    assert stopped_at >= 1
+    n = stopped_at + extra_iters
+    fake_gpu_load = _OnRunDevice()
+    with monkeypatch.context() as m:
+        m.setattr(torch, "load", fake_gpu_load)
+        rc, out, err = run_inprocess(name, [*common, "--max-iters", n, "--num-eval-samples", 0, "--log-interval", 1,
+                                            "--resume", run / "checkpoint.pt"], work)
+    assert rc == 0, err[-3000:]
+    assert fake_gpu_load.calls and all(c == "cpu" for c in fake_gpu_load.calls), fake_gpu_load.calls
+    rc, out, err = run_inprocess(name, [*common, "--max-iters", n, "--num-eval-samples", 0, "--log-interval", 1], full)
+    assert rc == 0, err[-3000:]
+    a, b = losses(only_run_dir(full), tags), losses(run, tags)
+    a = {t: [v for v in vals if v[0] > stopped_at] for t, vals in a.items()}
+    b = {t: [v for v in vals if v[0] > stopped_at] for t, vals in b.items()}
+    assert [s for s, _ in a[tags[0]]] == list(range(stopped_at + 1, n + 1))
+    assert a == b  # the resumed iterations log exactly what the uninterrupted run logged
+    ca = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
+    cb = torch.load(run / "checkpoint.pt", weights_only=False)
+    for net in nets:
+        assert all(torch.equal(ca[net][k], cb[net][k]) for k in ca[net]), net
+    return stopped_at, run
+
+
+def check_eval_interval(name: str, common, tmp_path, nets=("generator", "discriminator"), n: int = 4,
+                        every: int = 2) -> list:
+    """`--eval-interval` writes samples_{iteration:07d}.npz with `iteration` and `train_seconds` (rising), and leaves
+    training untouched: the final weights of `nets` equal those of a run without it. Returns the loaded npz files."""
+    plain = _train(name, common, tmp_path / "plain", n)
+    evald = _train(name, common, tmp_path / "eval", n, ["--eval-interval", every])
+    ca = torch.load(plain / "checkpoint.pt", weights_only=False)
+    cb = torch.load(evald / "checkpoint.pt", weights_only=False)
+    for net in nets:
+        assert all(torch.equal(ca[net][k], cb[net][k]) for k in ca[net]), net
+    files = sorted(evald.glob("samples_*.npz"))
+    assert [f.name for f in files] == [f"samples_{i:07d}.npz" for i in range(every, n + 1, every)]
+    assert not list(plain.glob("samples_*.npz"))
+    loaded = [dict(np.load(f)) for f in files]
+    assert [int(d["iteration"]) for d in loaded] == list(range(every, n + 1, every))
+    seconds = [float(d["train_seconds"]) for d in loaded]
+    assert all(s > 0 for s in seconds) and seconds == sorted(seconds)
+    return loaded
+
+
+def check_failed_download_leaves_nothing(name: str, args, tmp_path, monkeypatch, must_mention: str = "download"):
+    """With the network down, `--download` into a folder that does not exist yet ends with one line (exit 1) and
+    leaves no folder behind, not even an empty one."""
+    import urllib.error
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("offline (test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    target = tmp_path / "fresh" / "data"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    check_bad_input(name, [*args, "--data-dir", target, "--download"], cwd, 1, must_mention)
+    assert not target.exists(), f"{target} was left behind"
+
+
+def scalar_means(run_dir, tags, last: int) -> dict:
+    """Mean of the last `last` logged values of each tag."""
+    scalars = read_scalars(run_dir)
+    return {t: float(np.mean([v for _, v in scalars[t][-last:]])) for t in tags}

@@ -4,12 +4,16 @@ import pytest
 import torch
 from helpers import (
     check_bad_input,
+    check_corrupt_resume,
+    check_eval_interval,
     check_eval_only,
-    check_exact_resume,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     check_smoke,
     load_script,
     only_run_dir,
     run_inprocess,
+    scalar_means,
 )
 
 gan = load_script("gan")
@@ -126,8 +130,45 @@ def test_fashion_mnist_and_k_steps(tmp_path, mnist_root):
     assert not (run / "samples.npz").exists()
 
 
-def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    check_exact_resume("gan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path)
+def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
+    check_sigterm_and_exact_resume("gan", base(mnist_root), tmp_path, monkeypatch)
+
+
+def test_eval_interval_writes_samples_and_leaves_training_unchanged(tmp_path, mnist_root):
+    files = check_eval_interval("gan", base(mnist_root), tmp_path)
+    assert files[0]["images"].shape == (2000, 1, 28, 28) and files[0]["images"].dtype == np.uint8
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, mnist_root):
+    check_corrupt_resume("gan", base(mnist_root), tmp_path)
+
+
+def test_failed_download_leaves_nothing(tmp_path, mnist_root, monkeypatch):
+    check_failed_download_leaves_nothing("gan", SMALL, tmp_path, monkeypatch)
+
+
+def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
+    """Guards the training loop's call sites: after 60 updates D scores real digits above G's samples. With
+    real and fake swapped in discriminator_loss's call, D(real) < D(fake) and this fails."""
+    flags = [*base(mnist_root), "--optimizer", "adam", "--lr", 1e-3, "--max-iters", 60, "--log-interval", 10,
+             "--num-eval-samples", 0]
+    assert run_inprocess("gan", flags, tmp_path)[0] == 0
+    m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
+    assert m["charts/d_real"] - m["charts/d_fake"] > 0.2, m
+
+
+def test_generator_step_lowers_its_loss_against_the_d_it_saw():
+    torch.manual_seed(0)
+    g, d = gan.Generator(100, 64), gan.Discriminator(16, 5).eval()
+    gan.init_uniform(d, 0.1)  # a D with an opinion (the official init starts it at D = 1/2 everywhere)
+    opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    z = torch.randn(64, 100)
+    before = gan.generator_loss(d(g(z))).item()
+    for _ in range(5):
+        opt.zero_grad()
+        gan.generator_loss(d(g(z))).backward()
+        opt.step()
+    assert gan.generator_loss(d(g(z))).item() < before - 1e-3
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
