@@ -263,7 +263,7 @@ def load_checkpoint(path: str) -> dict:
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
     """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
-    for saved, group in zip(state["param_groups"], optimizer.param_groups):
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
         if "fused" in group:
             saved["fused"] = group["fused"]
     optimizer.load_state_dict(state)
@@ -380,8 +380,9 @@ if __name__ == "__main__":
         generator.train()
         images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         path = f"{run_dir}/samples_{iteration:07d}.npz"
+        seconds = train_seconds + t0 - start_time - eval_seconds
         with open(path + ".tmp", "wb") as f:
-            np.savez(f, images=images, iteration=iteration, train_seconds=train_seconds + t0 - start_time - eval_seconds)
+            np.savez(f, images=images, iteration=iteration, train_seconds=seconds)
         os.replace(path + ".tmp", path)
         eval_seconds += time.time() - t0
 

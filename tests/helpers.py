@@ -248,7 +248,8 @@ def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) ->
         if needle in line:
             return line
     proc.kill()
-    raise AssertionError(f"never printed {needle!r}; stdout: {''.join(seen)[-2000:]}; stderr: {proc.stderr.read()[-2000:]}")
+    out = "".join(seen)[-2000:]
+    raise AssertionError(f"never printed {needle!r}; stdout: {out}; stderr: {proc.stderr.read()[-2000:]}")
 
 
 def check_sigterm_and_exact_resume(name: str, common, tmp_path, monkeypatch, nets=("generator", "discriminator"),
