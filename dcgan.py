@@ -10,6 +10,7 @@ Paper-to-code map
 - Goodfellow et al. 2014 objective (D: log D(x) + log(1 - D(G(z))), G: log D(G(z))) ... `discriminator_loss`,
   `generator_loss` and the two updates of the training loop
 """
+import itertools
 import os
 import random
 import shutil
@@ -36,7 +37,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -69,6 +70,8 @@ class Args:
     """with --resume: no training, only write the sample grid and samples.npz"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist", "cifar10", "svhn", "folder"] = "mnist"
@@ -88,7 +91,7 @@ class Args:
     spectral_norm: bool = False
     """if toggled, wrap D's convolutions in spectral normalisation (Miyato et al. 2018; not in the paper)"""
     workers: int = 2
-    """DataLoader worker processes for --dataset folder"""
+    """DataLoader worker processes that decode --dataset folder images (0 = in the main process)"""
 
 
 def fail(msg: str, code: int = 2):
@@ -102,7 +105,7 @@ def check_args(args: Args):
                  "ngf", "ndf"]:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples", "workers"]:
+    for name in ["max_iters", "num_eval_samples", "workers", "eval_interval"]:
         if getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
     if args.img_size not in (32, 64):
@@ -132,13 +135,13 @@ def load_images(args: Args) -> torch.Tensor:
     """The whole training set as one uint8 tensor (N, C, img_size, img_size), read with torchvision's own loader
     and resized once (antialiased bilinear) when its side differs from --img-size."""
     cls, split, files = SOURCES[args.dataset]
-    paths = [os.path.join(args.data_dir, f) for f in files]
+    paths = [os.path.join(args.data_dir, f) for f in files] + [args.data_dir]
     existed = [os.path.exists(p) for p in paths]
     try:
         data = torch.as_tensor(cls(args.data_dir, download=args.download, **split).data)
     except (RuntimeError, OSError, ImportError) as e:
         for p in [p for p, ex in zip(paths, existed, strict=True) if not ex and os.path.exists(p)]:
-            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)  # leave nothing half-downloaded behind
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)  # nothing half-downloaded, not even --data-dir
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected {paths[0]} ({type(e).__name__}); pass --data-dir pointing at the folder "
              f"that holds {files[0]}, or run once with --download while online", 1)
@@ -152,54 +155,38 @@ def load_images(args: Args) -> torch.Tensor:
     return data.contiguous()
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+def load_folder(args: Args) -> torchvision.datasets.ImageFolder:
+    """--dataset folder: an ImageFolder tree; images are decoded and resized when a batch needs them (flat memory)."""
+    tf = T.Compose([T.Resize(args.img_size), T.CenterCrop(args.img_size), T.PILToTensor()])  # uint8 (3, S, S)
+    try:
+        return torchvision.datasets.ImageFolder(args.data_dir, transform=tf)
+    except (FileNotFoundError, OSError) as e:
+        fail(f"folder not found or holds no images: expected class subfolders of images in {args.data_dir} "
+             f"({type(e).__name__}); pass --data-dir pointing at an ImageFolder tree", 1)
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
+def epoch_batches(n: int, batch_size: int, seed: int, start: int = 0, device="cpu"):
+    """Endless index batches: epoch e is the permutation seeded by (seed, e), its last incomplete batch dropped;
+    starting at batch `start`, so the order depends only on the batches consumed and a resumed run continues it."""
+    for step in itertools.count(start):
+        epoch, i = divmod(step, n // batch_size)
+        if i == 0 or step == start:
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
+        yield perm[i * batch_size:(i + 1) * batch_size]
 
 
-class EpochBatches:
-    """Minibatches from a uint8 tensor on the device; epoch e is a permutation seeded by (seed, e), so the data
-    order depends only on the number of batches consumed and a resumed run sees exactly the same batches."""
-
-    def __init__(self, data: torch.Tensor, batch_size: int, seed: int):
-        self.data, self.batch_size, self.seed, self.epoch, self.n_images = data, batch_size, seed, -1, len(data)
-        self.channels = data.shape[1]
-        self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int) -> torch.Tensor:
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            self.perm, self.epoch = epoch_permutation(len(self.data), self.seed, epoch).to(self.data.device), epoch
-        return normalise(self.data[self.perm[i * self.batch_size:(i + 1) * self.batch_size]])
-
-
-class FolderBatches:
-    """--dataset folder: images decoded by DataLoader workers (Resize, CenterCrop), in the same seeded per-epoch
-    order as EpochBatches, so the step accounting and exact resume are the same."""
-
-    def __init__(self, root: str, img_size: int, batch_size: int, seed: int, workers: int, device):
-        tf = T.Compose([T.Resize(img_size), T.CenterCrop(img_size), T.PILToTensor()])  # uint8 (3, S, S)
-        try:
-            self.dataset = torchvision.datasets.ImageFolder(root, transform=tf)
-        except (FileNotFoundError, OSError) as e:
-            fail(f"folder not found or holds no images: expected class subfolders of images in {root} "
-                 f"({type(e).__name__}); pass --data-dir pointing at an ImageFolder tree", 1)
-        self.batch_size, self.seed, self.workers, self.device = batch_size, seed, workers, device
-        self.n_images, self.next_step, self.channels = len(self.dataset), -1, 3
-        self.per_epoch = self.n_images // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int) -> torch.Tensor:
-        epoch, i = divmod(step, self.per_epoch)
-        if step != self.next_step or i == 0:  # start (or restart) the epoch's loader at batch i
-            perm = epoch_permutation(len(self.dataset), self.seed, epoch)[: self.per_epoch * self.batch_size]
-            order = perm.view(self.per_epoch, self.batch_size)[i:].tolist()
-            self.it = iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=order, num_workers=self.workers,
-                                                       pin_memory=self.device.type == "cuda"))
-        self.next_step = step + 1
-        return normalise(next(self.it)[0].to(self.device, non_blocking=True))
+def minibatches(data, batch_size: int, seed: int, start: int, workers: int, device):
+    """Endless minibatches in epoch_batches' order from batch `start`, in [-1, 1] on the device: slices of a uint8
+    tensor kept there (small sets), or from ONE DataLoader for the run (folders), decoding one image at a time."""
+    if isinstance(data, torch.Tensor):
+        batches = (data[i] for i in epoch_batches(len(data), batch_size, seed, start, data.device))
+    else:  # the loader's own generator seeds its workers: the global RNG is not drawn
+        order = (i.tolist() for i in epoch_batches(len(data), batch_size, seed, start))
+        batches = (x.to(device, non_blocking=True) for x, _ in torch.utils.data.DataLoader(
+            data, batch_sampler=order, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed)))
+    for x in batches:
+        yield x.float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
 
 
 def sample_noise(n: int, dim: int, kind: str, device, generator=None) -> torch.Tensor:
@@ -263,7 +250,8 @@ class Discriminator(nn.Module):
 
 
 def discriminator_loss(real_logits, fake_logits, real_target: float = 1.0):
-    """-[log D(x) + log(1 - D(G(z)))] (ascended by D), with optional one-sided label smoothing."""
+    """-[log D(x) + log(1 - D(G(z)))], D ascending the value function: the SUM of the real and the fake batch's mean
+    cross-entropies (official code: d_cost_real + d_cost_gen), with optional one-sided label smoothing."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_target))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return real + fake
@@ -275,18 +263,51 @@ def generator_loss(fake_logits):
 
 
 @torch.no_grad()
-def generate(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """G(z) in eval mode: BatchNorm uses (and does not update) its running statistics; G goes back to train mode."""
+def generate_uint8(generator: nn.Module, n: int, args: Args, device, gen: torch.Generator) -> torch.Tensor:
+    """n samples as uint8 (n, C, S, S) on the CPU, from the noise stream `gen` (not the training RNG), in chunks of
+    1000, G in eval mode: BatchNorm uses (and does not update) its running statistics, so a sample depends on its z
+    only (the official code samples with batch statistics: a documented deviation); G goes back to train mode."""
     generator.eval()
-    images = generator(z)
+    images = torch.cat([generator(sample_noise(min(1000, n - i), args.latent_dim, args.noise, device, gen))
+                        for i in range(0, n, 1000)])
     generator.train()
-    return images
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
 
 
 def save_atomic(obj, path: str):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save (or np.savez_compressed for a dict of arrays to a .npz) to a temporary file, then os.replace."""
+    with open(path + ".tmp", "wb") as f:
+        np.savez_compressed(f, **obj) if path.endswith(".npz") else torch.save(obj, f)
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU, whatever device wrote it: RNG states must stay CPU ByteTensors, and
+    load_state_dict moves weights and optimiser states to the run's device. An unreadable file ends in one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if not isinstance(ckpt, dict):
+        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
+    return ckpt
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
+    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        if "fused" in group:
+            saved["fused"] = group["fused"]
+    optimizer.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
 
 
 if __name__ == "__main__":
@@ -299,17 +320,19 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    memory_format = torch.channels_last  # on CUDA and on the CPU (here at ngf 32: 3.0-3.2 -> 3.8-4.0 it/s)
+    memory_format = torch.channels_last  # faster on CUDA, and measured faster on the CPU too
 
-    # Data: small sets on the device as one uint8 tensor (batches normalised there); image folders via workers
-    if args.dataset == "folder":
-        batches = FolderBatches(args.data_dir, args.img_size, args.batch_size, args.seed, args.workers, device)
-    else:
-        batches = EpochBatches(load_images(args).to(device), args.batch_size, args.seed)  # (N, C, S, S) uint8
-    n_batches, channels = batches.per_epoch, batches.channels
+    # Data: small sets on the device as one uint8 tensor (no host copy kept); image folders streamed by DataLoader
+    data = load_folder(args) if args.dataset == "folder" else load_images(args).to(device)  # (N, C, S, S) uint8
+    channels = 3 if args.dataset == "folder" else data.shape[1]
+    n_batches = len(data) // args.batch_size  # per epoch; the last incomplete batch is dropped
     if n_batches < 1:
-        fail(f"--batch-size {args.batch_size} exceeds the {batches.n_images} training images")
+        fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
     total_iters = args.epochs * n_batches
     if args.max_iters:
         total_iters = min(total_iters, args.max_iters)
@@ -317,22 +340,24 @@ if __name__ == "__main__":
     generator = Generator(args.latent_dim, args.ngf, channels, args.img_size).to(device, memory_format=memory_format)
     discriminator = Discriminator(args.ndf, channels, args.img_size, args.spectral_norm).to(
         device, memory_format=memory_format)
-    fused = device.type == "cuda"
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2), fused=fused)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2), fused=fused)
+    # Section 4 names no weight decay, and none is used here; the official code adds L2 1e-5 to every gradient
+    # (Regularizer(l2=1e-5), i.e. Adam's weight_decay=1e-5): a documented deviation (docs/dcgan.md)
+    optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
+                                                 fused=device.type == "cuda") for net in (generator, discriminator))
 
-    iteration, step = 0, 0  # generator updates done, real minibatches consumed
+    iteration, step, train_seconds = 0, 0, 0.0  # generator updates done, real minibatches consumed, training time
     run_dir = None
     if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(args.resume)
         try:
             generator.load_state_dict(ckpt["generator"])
             discriminator.load_state_dict(ckpt["discriminator"])
-            optimizer_g.load_state_dict(ckpt["optimizer_g"])
-            optimizer_d.load_state_dict(ckpt["optimizer_d"])
+            load_optimizer(optimizer_g, ckpt["optimizer_g"])
+            load_optimizer(optimizer_d, ckpt["optimizer_d"])
         except (KeyError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
+        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -349,35 +374,51 @@ if __name__ == "__main__":
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
                                                                           asdict(args).items()))
     ckpt_path = f"{run_dir}/checkpoint.pt"
-    fixed_z = sample_noise(64, args.latent_dim, args.noise, device, torch.Generator(device).manual_seed(args.seed))
 
     def save_checkpoint():
         save_atomic({
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
             "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
+            "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
         }, ckpt_path)
 
     def write_samples():
-        """An 8x8 grid from the fixed noise batch."""
-        grid = torchvision.utils.make_grid(generate(generator, fixed_z), nrow=8, normalize=True, value_range=(-1, 1))
+        """An 8x8 grid from a fixed noise batch."""
+        images = generate_uint8(generator, 64, args, device, torch.Generator(device).manual_seed(args.seed))
+        grid = torchvision.utils.make_grid(images, nrow=8).float() / 255
         torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
         writer.add_image("samples", grid, iteration)
 
-    stop_requested = False
+    def write_eval_samples():
+        """samples_{iteration}.npz (quality over time): 2000 samples, and the training seconds so far without this."""
+        global eval_seconds
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.time()
+        images = generate_uint8(generator, 2000, args, device, torch.Generator(device).manual_seed(args.seed + 2))
+        seconds = train_seconds + t0 - start_time - eval_seconds
+        save_atomic({"images": images, "iteration": iteration, "train_seconds": seconds},
+                    f"{run_dir}/samples_{iteration:07d}.npz")
+        eval_seconds += time.time() - t0
 
-    def on_sigint(signum, frame):
-        global stop_requested
-        stop_requested = True
+    stop_signal = None
 
-    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    def on_stop_signal(signum, frame):
+        global stop_signal
+        stop_signal = signum
+
+    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
+    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
     # ALGO LOGIC: alternate one D and one G Adam step per minibatch (Goodfellow et al. 2014, Algorithm 1, k = 1)
-    start_time, start_iter = time.time(), iteration
+    print(f"dcgan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
+    batches = minibatches(data, args.batch_size, args.seed, step, args.workers, device)
     while iteration < total_iters and not args.eval_only:
-        real = batches.get(step).contiguous(memory_format=memory_format)  # (B, C, S, S) in [-1, 1]
+        real = next(batches).contiguous(memory_format=memory_format)  # (B, C, S, S) in [-1, 1]
         step += 1
         fake = g_train(sample_noise(len(real), args.latent_dim, args.noise, device))
 
@@ -396,41 +437,38 @@ if __name__ == "__main__":
         iteration += 1
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop_requested
+        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
         if iteration % args.log_interval == 0 or at_checkpoint:
             losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
             if not all(np.isfinite(v) for v in losses.values()):
-                fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
-                     f" the last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}",
-                     1)
+                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
+                fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
             for k, v in losses.items():
                 writer.add_scalar(f"losses/{k}", v, iteration)
             writer.add_scalar("charts/d_real", torch.sigmoid(real_logits).mean().item(), iteration)
             writer.add_scalar("charts/d_fake", torch.sigmoid(fake_logits).mean().item(), iteration)
-            elapsed = time.time() - start_time
-            its = (iteration - start_iter) / elapsed
-            writer.add_scalar("charts/SPS", int(its * args.batch_size), iteration)
+            its = (iteration - start_iter) / (time.time() - start_time)
+            writer.add_scalar("charts/SPS", its * args.batch_size, iteration)
             print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
                   f"g_loss {losses['g_loss']:.4f} | {its:.2f} it/s | ETA {(total_iters - iteration) / its:.0f}s",
                   flush=True)
         if iteration % args.sample_interval == 0:
             write_samples()
+        if args.eval_interval and iteration % args.eval_interval == 0:
+            write_eval_samples()
         if at_checkpoint:
             save_checkpoint()
-        if stop_requested:
-            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+        if stopping:
+            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
+            sys.exit(128 + stopping)
 
     # Final artefacts: grid and samples.npz for the benchmark
+    print(f"writing the final sample grid and {args.num_eval_samples} samples to {run_dir}", flush=True)
     write_samples()
     if args.num_eval_samples > 0:
-        gen = torch.Generator(device).manual_seed(args.seed + 1)
-        images = torch.cat([
-            generate(generator, sample_noise(min(1000, args.num_eval_samples - i), args.latent_dim, args.noise,
-                                             device, gen)) for i in range(0, args.num_eval_samples, 1000)])
-        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        with open(f"{run_dir}/samples.npz.tmp", "wb") as f:
-            np.savez_compressed(f, images=images)
-        os.replace(f"{run_dir}/samples.npz.tmp", f"{run_dir}/samples.npz")
+        images = generate_uint8(generator, args.num_eval_samples, args, device,
+                                torch.Generator(device).manual_seed(args.seed + 1))
+        save_atomic({"images": images}, f"{run_dir}/samples.npz")
     writer.close()
     print(f"done: {iteration} iterations; artefacts in {run_dir}")

@@ -1,16 +1,22 @@
 """dcgan.py: the paper's architecture rules, init, sampling without side effects, data paths, runs, bad input."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from helpers import (
     check_bad_input,
+    check_corrupt_resume,
+    check_eval_interval,
     check_eval_only,
-    check_exact_resume,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     check_smoke,
     load_script,
     only_run_dir,
     run_inprocess,
+    scalar_means,
 )
 
 dcgan = load_script("dcgan")
@@ -25,16 +31,21 @@ def convs(module):
     return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
 
 
-def write_image_folder(root, n_per_class=6, size=(40, 48)):
-    """A tiny ImageFolder tree of RGB PNGs (two classes), not square so that Resize + CenterCrop matter."""
+def write_image_folder(root, n_per_class=20, size=(8, 8)):
+    """A tiny ImageFolder tree: two classes of 8x8 RGB PNGs (40 images), a dark and a bright one."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for cls in ["a", "b"]:
+    for c, cls in enumerate(["a", "b"]):
         (root / cls).mkdir(parents=True)
         for i in range(n_per_class):
-            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+            pixels = rng.integers(0, 128, (*size, 3)) + 127 * c
+            Image.fromarray(pixels.astype(np.uint8)).save(root / cls / f"{i}.png")
     return root
+
+
+def folder_flags(root, workers=1):
+    return ["--dataset", "folder", "--data-dir", root, *SMALL, "--workers", workers]
 
 
 # ----------------------------------------------------------------------------- unit tests
@@ -75,13 +86,6 @@ def test_batchnorm_placement_and_activations():
     assert not any(isinstance(m, (nn.Sigmoid, nn.Linear)) for m in d.modules())  # D outputs a logit
 
 
-def test_discriminator_outputs_unbounded_logits():
-    d = dcgan.Discriminator(8, 1, 32)
-    with torch.no_grad():
-        d.net[-1].bias.fill_(5.0)
-    assert (d(torch.zeros(2, 1, 32, 32)) > 1).all()
-
-
 def test_losses_on_known_logits():
     real, fake = torch.tensor([1.0, -0.5]), torch.tensor([0.3, -2.0])
     pr, pf = torch.sigmoid(real), torch.sigmoid(fake)
@@ -89,6 +93,25 @@ def test_losses_on_known_logits():
     smooth = -((0.9 * torch.log(pr) + 0.1 * torch.log(1 - pr)).mean() + torch.log(1 - pf).mean())
     torch.testing.assert_close(dcgan.discriminator_loss(real, fake, 0.9), smooth)
     torch.testing.assert_close(dcgan.generator_loss(fake), -torch.log(pf).mean())  # non-saturating
+    # by hand: the two terms are summed (not averaged): -(log s(1) + log s(-.5))/2 - (log s(-.3) + log s(2))/2
+    torch.testing.assert_close(dcgan.discriminator_loss(real, fake), torch.tensor((0.31326 + 0.97408) / 2
+                                                                                  + (0.85436 + 0.12693) / 2),
+                               atol=1e-4, rtol=0)
+
+
+def test_generator_step_lowers_its_loss_against_the_d_it_saw():
+    torch.manual_seed(0)
+    g, d = dcgan.Generator(16, 8, 1, 32), dcgan.Discriminator(8, 1, 32).eval()
+    for m in convs(d):  # a D with an opinion (N(0, 0.02) starts it at D = 1/2 everywhere)
+        torch.nn.init.normal_(m.weight, 0, 0.2)
+    opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    z = dcgan.sample_noise(32, 16, "uniform", "cpu")
+    before = dcgan.generator_loss(d(g(z))).item()
+    for _ in range(5):
+        opt.zero_grad()
+        dcgan.generator_loss(d(g(z))).backward()
+        opt.step()
+    assert dcgan.generator_loss(d(g(z))).item() < before - 0.05, before
 
 
 def test_noise_priors():
@@ -101,9 +124,11 @@ def test_sampling_leaves_batchnorm_state_unchanged():
     g = dcgan.Generator(16, 8, 1, 32)
     g(dcgan.sample_noise(8, 16, "uniform", "cpu"))  # some training-mode statistics
     before = {k: v.clone() for k, v in g.state_dict().items()}
-    x = dcgan.generate(g, dcgan.sample_noise(8, 16, "uniform", "cpu"))
-    assert g.training and not x.requires_grad
+    args = dcgan.Args(latent_dim=16)
+    x = dcgan.generate_uint8(g, 8, args, "cpu", torch.Generator().manual_seed(0))
+    assert g.training and x.dtype == torch.uint8 and x.shape == (8, 1, 32, 32)
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())  # running stats and counters
+    assert torch.equal(x, dcgan.generate_uint8(g, 8, args, "cpu", torch.Generator().manual_seed(0)))
 
 
 def test_spectral_norm_wraps_discriminator_convs():
@@ -121,66 +146,89 @@ def test_mnist_is_resized_once_to_img_size(mnist_root):
     assert data.dtype == torch.uint8 and data.shape == (256, 1, 32, 32)
     raw = dcgan.load_images(dcgan.Args(data_dir=str(mnist_root), download=False, img_size=64))
     assert raw.shape == (256, 1, 64, 64)
-    b = dcgan.EpochBatches(data, 16, seed=1)
-    x = b.get(0)
-    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    x = next(dcgan.minibatches(data, 16, 1, 0, 0, torch.device("cpu")))
+    assert x.shape == (16, 1, 32, 32) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
 
 
-@pytest.mark.parametrize("dataset, layout", [("cifar10", (10, 32, 32, 3)), ("svhn", (10, 3, 32, 32))])
-def test_colour_sets_become_nchw_uint8(monkeypatch, dataset, layout):
-    """CIFAR-10's .data is (N, H, W, C), SVHN's (N, C, H, W); both end as (N, 3, S, S) uint8."""
-    raw = np.random.default_rng(0).integers(0, 256, layout, dtype=np.uint8)
-
-    class Fake:
-        def __init__(self, root, download, **split):
-            self.data = raw
-
-    monkeypatch.setitem(dcgan.SOURCES, dataset, (Fake, *dcgan.SOURCES[dataset][1:]))
-    for size in (32, 64):
-        data = dcgan.load_images(dcgan.Args(dataset=dataset, img_size=size))
-        assert data.dtype == torch.uint8 and data.shape == (10, 3, size, size)
-    nchw = torch.as_tensor(raw if layout[1] == 3 else raw.transpose(0, 3, 1, 2))
-    assert torch.equal(dcgan.load_images(dcgan.Args(dataset=dataset)), nchw)  # no resize at 32: same pixels
+def take(batches, n):
+    return [b.tolist() for b in itertools.islice(batches, n)]
 
 
-def test_folder_batches_resume_exactly(tmp_path):
+def test_batch_order_is_seeded_per_epoch_and_resumable():
+    """Epoch e is a permutation seeded by (seed, e), the incomplete last batch dropped; an order started at step k
+    yields what one started at 0 yields from its k-th batch on (a resumed run); minibatches serves that order."""
+    seq = take(dcgan.epoch_batches(10, 3, seed=1), 9)  # 3 batches per epoch
+    assert len(set(sum(seq[:3], []))) == 9 and len(set(sum(seq[3:6], []))) == 9 and seq[:3] != seq[3:6]
+    assert take(dcgan.epoch_batches(10, 3, seed=1, start=4), 5) == seq[4:]
+    assert take(dcgan.epoch_batches(10, 3, seed=2), 3) != seq[:3]
+    data = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    resumed = dcgan.minibatches(data, 3, 1, 4, 0, torch.device("cpu"))
+    for step in (4, 5, 6):
+        expected = (torch.tensor(seq[step], dtype=torch.float32) / 127.5 - 1).view(3, 1, 1, 1)
+        torch.testing.assert_close(next(resumed), expected)
+
+
+def test_folder_uses_one_persistent_loader_for_the_run(tmp_path, monkeypatch):
+    """Several epochs of --dataset folder come from ONE DataLoader (persistent workers), in epoch_batches' order,
+    and a loader started at a later step (a resumed run) continues that order."""
     root = write_image_folder(tmp_path / "imgs")
-    a = dcgan.FolderBatches(str(root), 32, 4, seed=1, workers=0, device=torch.device("cpu"))
-    seq = [a.get(s) for s in range(5)]  # 3 batches per epoch: crosses an epoch boundary
-    assert seq[0].shape == (4, 3, 32, 32) and a.per_epoch == 3
-    b = dcgan.FolderBatches(str(root), 32, 4, seed=1, workers=0, device=torch.device("cpu"))
-    torch.testing.assert_close(b.get(4), seq[4])  # a fresh loader started at step 4 (resume)
-    torch.testing.assert_close(b.get(1), seq[1])
+    built, real_loader = [], torch.utils.data.DataLoader
+
+    def loader(*a, **k):
+        built.append(k)
+        return real_loader(*a, **k)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", loader)
+    dataset = dcgan.load_folder(dcgan.Args(dataset="folder", data_dir=str(root)))
+    seq = list(itertools.islice(dcgan.minibatches(dataset, 16, 1, 0, 1, torch.device("cpu")), 5))  # 2 per epoch
+    assert len(built) == 1 and built[0]["persistent_workers"] and built[0]["num_workers"] == 1
+    assert seq[0].shape == (16, 3, 32, 32) and seq[0].min() >= -1 and seq[0].max() <= 1
+    labels = torch.tensor([dataset.targets[i] for i in sum(take(dcgan.epoch_batches(40, 16, seed=1), 5), [])])
+    assert torch.equal(labels.view(5, 16).float(), torch.stack([(x.mean((1, 2, 3)) > 0).float() for x in seq]))
+    torch.testing.assert_close(next(dcgan.minibatches(dataset, 16, 1, 3, 0, torch.device("cpu"))), seq[3])
 
 
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run(tmp_path, mnist_root):
-    run, data, proc = check_smoke("dcgan", [*base(mnist_root), "--max-iters", 3], tmp_path, [], n_eval=30)
+    run, data, proc = check_smoke("dcgan", [*base(mnist_root), "--max-iters", 3, "--no-cuda"], tmp_path, [], n_eval=30)
     images = data["images"]
     assert images.dtype == np.uint8 and images.shape == (30, 1, 32, 32)
-    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
+    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout and "dcgan.py: cpu, run folder runs/" in proc.stdout
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] == 3 and ckpt["step"] == 3
     dcgan.Generator(16, 8, 1, 32).load_state_dict(ckpt["generator"])
     dcgan.Discriminator(8, 1, 32).load_state_dict(ckpt["discriminator"])
 
 
-def test_image_folder_run(tmp_path):
+def test_sigterm_checkpoint_resumes_exactly_on_an_image_folder(tmp_path, monkeypatch):
+    """SIGTERM -> checkpoint, exit 143; --resume (RNG states read on the CPU) continues exactly, here on the
+    --dataset folder path with a DataLoader worker, across epochs (40 images, 2 batches per epoch)."""
     root = write_image_folder(tmp_path / "imgs")
-    work = tmp_path / "work"
-    work.mkdir()
-    flags = ["--dataset", "folder", "--data-dir", root, *SMALL, "--batch-size", 4, "--workers", 1, "--max-iters", 4,
-             "--spectral-norm", "--num-eval-samples", 5]
-    rc, out, err = run_inprocess("dcgan", flags, work)
-    assert rc == 0, err
-    run = only_run_dir(work)
+    stopped_at, run = check_sigterm_and_exact_resume("dcgan", [*folder_flags(root), "--spectral-norm"], tmp_path,
+                                                     monkeypatch, extra_iters=3)
     assert run.name.startswith("folder__dcgan__1__")
-    assert np.load(run / "samples.npz")["images"].shape == (5, 3, 32, 32)
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 4  # 3 batches per epoch, wrapped once
 
 
-def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    check_exact_resume("dcgan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path)
+def test_eval_interval_writes_samples_and_leaves_training_unchanged(tmp_path, mnist_root):
+    files = check_eval_interval("dcgan", base(mnist_root), tmp_path)
+    assert files[0]["images"].shape == (2000, 1, 32, 32) and files[0]["images"].dtype == np.uint8
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, mnist_root):
+    check_corrupt_resume("dcgan", base(mnist_root), tmp_path)
+
+
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    check_failed_download_leaves_nothing("dcgan", SMALL, tmp_path, monkeypatch)
+
+
+def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
+    """Guards the training loop's call sites: after a few dozen updates D scores real digits above G's samples.
+    With real and fake swapped in discriminator_loss's call, D(real) < D(fake) and this fails."""
+    flags = [*base(mnist_root), "--lr", 1e-3, "--max-iters", 40, "--log-interval", 5, "--num-eval-samples", 0]
+    assert run_inprocess("dcgan", flags, tmp_path)[0] == 0
+    m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
+    assert m["charts/d_real"] - m["charts/d_fake"] > 0.3, m
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):

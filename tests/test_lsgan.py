@@ -1,17 +1,23 @@
-"""lsgan.py: the least squares objective of Eq. 2 in both codings, the Figure 3 nets, runs, bad input."""
+"""lsgan.py: the least squares objective of Eq. 2 in both codings, the DCGAN and Figure 3 nets, runs, bad input."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from helpers import (
     check_bad_input,
+    check_corrupt_resume,
+    check_eval_interval,
     check_eval_only,
-    check_exact_resume,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     check_smoke,
     load_script,
     losses,
     only_run_dir,
     run_inprocess,
+    scalar_means,
 )
 
 lsgan = load_script("lsgan")
@@ -20,6 +26,19 @@ SMALL = ["--ngf", 4, "--ndf", 4, "--latent-dim", 16, "--batch-size", 16, "--log-
 
 def base(root):
     return ["--data-dir", root, "--no-download", *SMALL]
+
+
+def write_image_folder(root, n_per_class=20, size=(8, 8)):
+    """A tiny ImageFolder tree: two classes of 8x8 RGB PNGs (40 images), a dark and a bright one."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(["a", "b"]):
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = rng.integers(0, 128, (*size, 3)) + 127 * c
+            Image.fromarray(pixels.astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
 
 
 # ----------------------------------------------------------------------------- unit tests
@@ -43,46 +62,83 @@ def test_gradient_does_not_vanish_for_confident_fakes():
     assert out.grad.abs().item() == pytest.approx(7.0)  # d/dx 1/2 (x - 1)^2 = x - 1
 
 
-@pytest.mark.parametrize("img_size, channels", [(32, 1), (64, 3)])
-def test_shapes_and_figure3_layout(img_size, channels):
-    g, d = lsgan.Generator(16, 4, channels, img_size), lsgan.Discriminator(4, channels, img_size)
-    x = g(lsgan.sample_noise(5, 16, "uniform", "cpu"))
+def test_default_is_the_dcgan_network_with_dcgan_latent():
+    """Issue 14: the default network is dcgan.py's (z 100-d), Figure 3's LSUN network (z 1024-d) is behind --arch."""
+    args = lsgan.Args()
+    lsgan.check_args(args)
+    assert (args.arch, args.latent_dim, args.a, args.b, args.c) == ("dcgan", 100, 0.0, 1.0, 1.0)
+    lsun = lsgan.Args(arch="lsun", img_size=112)
+    lsgan.check_args(lsun)
+    assert lsun.latent_dim == 1024
+    g, d = lsgan.dcgan_generator(100, 8, 1, 32), lsgan.dcgan_discriminator(8, 1, 32)
+    assert [m.kernel_size for m in g.modules() if isinstance(m, nn.ConvTranspose2d)] == [(4, 4)] * 4
+    assert [m.out_channels for m in d.modules() if isinstance(m, nn.Conv2d)] == [8, 16, 32, 1]
+    x = g(lsgan.sample_noise(5, 100, "cpu"))
+    assert x.shape == (5, 1, 32, 32) and d(x).shape == (5,)
+    assert not any(isinstance(m, (nn.Sigmoid, nn.Tanh)) for m in d.modules())  # a raw output for the squared error
+    with torch.no_grad():
+        d[-2].bias.fill_(-3.0)
+    assert (d(torch.zeros(2, 1, 32, 32)) < 0).all()  # not a probability
+
+
+@pytest.mark.parametrize("img_size, channels", [(32, 1), (112, 3)])  # 112: Figure 3's LSUN side
+def test_figure3_network_shapes_and_layout(img_size, channels):
+    g, d = lsgan.lsun_generator(16, 4, channels, img_size), lsgan.lsun_discriminator(4, channels, img_size)
+    x = g(lsgan.sample_noise(5, 16, "cpu"))
     assert x.shape == (5, channels, img_size, img_size) and x.min() >= -1 and x.max() <= 1
     assert d(x).shape == (5,)
     deconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert [m.stride[0] for m in deconvs] == [2, 1, 2, 1, 2, 2, 1] and all(m.kernel_size == (3, 3) for m in deconvs)
     d_convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
     assert [m.out_channels for m in d_convs] == [4, 8, 16, 32] and all(m.kernel_size == (5, 5) for m in d_convs)
-    assert isinstance(g.net[-1], nn.Tanh) and not isinstance(g.net[-2], nn.BatchNorm2d)  # no BN on G's output
-    assert isinstance(d.net[1], nn.LeakyReLU)  # no BN after D's first conv
+    assert isinstance(g[-1], nn.Tanh) and not isinstance(g[-2], nn.BatchNorm2d)  # no BN on G's output
+    assert isinstance(d[1], nn.LeakyReLU) and not any(isinstance(m, nn.Sigmoid) for m in d.modules())
     assert all(m.eps == 1e-5 for m in [*g.modules(), *d.modules()] if isinstance(m, nn.BatchNorm2d))
 
 
-def test_discriminator_output_is_linear():
-    d = lsgan.Discriminator(4, 1, 32)
-    assert not any(isinstance(m, (nn.Sigmoid, nn.Tanh)) for m in d.modules())
-    with torch.no_grad():
-        d.net[-1].bias.fill_(-3.0)
-    assert (d(torch.zeros(2, 1, 32, 32)) < 0).all()  # a raw value, not a probability
-
-
 def test_sampling_leaves_batchnorm_state_unchanged():
-    g = lsgan.Generator(16, 4, 1, 32)
-    g(lsgan.sample_noise(8, 16, "uniform", "cpu"))
+    g = lsgan.dcgan_generator(16, 4, 1, 32)
+    g(lsgan.sample_noise(8, 16, "cpu"))
     before = {k: v.clone() for k, v in g.state_dict().items()}
-    lsgan.generate(g, lsgan.sample_noise(8, 16, "uniform", "cpu"))
-    assert g.training and all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+    x = lsgan.generate_uint8(g, 8, lsgan.Args(latent_dim=16), "cpu", torch.Generator().manual_seed(0))
+    assert g.training and x.dtype == torch.uint8 and x.shape == (8, 1, 32, 32)
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+
+
+def test_generator_step_lowers_its_loss_against_the_d_it_saw():
+    torch.manual_seed(0)
+    g, d = lsgan.dcgan_generator(16, 8, 1, 32), lsgan.dcgan_discriminator(8, 1, 32).eval()
+    for m in d.modules():  # a D with an opinion (N(0, 0.02) starts it near 0 everywhere)
+        if isinstance(m, nn.Conv2d):
+            torch.nn.init.normal_(m.weight, 0, 0.2)
+    opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    z = lsgan.sample_noise(32, 16, "cpu")
+    before = lsgan.generator_loss(d(g(z)), 1.0).item()
+    for _ in range(5):
+        opt.zero_grad()
+        lsgan.generator_loss(d(g(z)), 1.0).backward()
+        opt.step()
+    assert lsgan.generator_loss(d(g(z)), 1.0).item() < 0.8 * before, before
+
+
+def test_batch_order_is_seeded_per_epoch_and_resumable():
+    seq = [b.tolist() for b in itertools.islice(lsgan.epoch_batches(10, 3, seed=1), 9)]  # 3 batches per epoch
+    assert len(set(sum(seq[:3], []))) == 9 and seq[:3] != seq[3:6]
+    assert [b.tolist() for b in itertools.islice(lsgan.epoch_batches(10, 3, seed=1, start=4), 5)] == seq[4:]
+    data = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    x = next(lsgan.minibatches(data, 3, 1, 4, 0, torch.device("cpu")))
+    torch.testing.assert_close(x, (torch.tensor(seq[4], dtype=torch.float32) / 127.5 - 1).view(3, 1, 1, 1))
 
 
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run(tmp_path, mnist_root):
-    run, data, proc = check_smoke("lsgan", [*base(mnist_root), "--max-iters", 3], tmp_path,
+    run, data, proc = check_smoke("lsgan", [*base(mnist_root), "--max-iters", 3, "--no-cuda"], tmp_path,
                                   ["losses/d_loss_real", "losses/d_loss_fake"], n_eval=20)
     assert data["images"].dtype == np.uint8 and data["images"].shape == (20, 1, 32, 32)
-    assert "iter 3/3" in proc.stdout
+    assert "iter 3/3" in proc.stdout and "lsgan.py: cpu, run folder runs/" in proc.stdout
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    lsgan.Generator(16, 4, 1, 32).load_state_dict(ckpt["generator"])
-    lsgan.Discriminator(4, 1, 32).load_state_dict(ckpt["discriminator"])
+    lsgan.dcgan_generator(16, 4, 1, 32).load_state_dict(ckpt["generator"])
+    lsgan.dcgan_discriminator(4, 1, 32).load_state_dict(ckpt["discriminator"])
 
 
 def test_trained_with_least_squares_not_bce(tmp_path, mnist_root, monkeypatch):
@@ -109,8 +165,36 @@ def test_trained_with_least_squares_not_bce(tmp_path, mnist_root, monkeypatch):
     assert total == pytest.approx(real + fake, rel=1e-5)
 
 
-def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    check_exact_resume("lsgan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path)
+def test_sigterm_checkpoint_resumes_exactly_on_an_image_folder_with_figure3_nets(tmp_path, monkeypatch):
+    """SIGTERM -> checkpoint, exit 143; --resume (RNG states read on the CPU) continues exactly: --arch lsun on the
+    --dataset folder path with a DataLoader worker, across epochs (40 images, 2 batches per epoch)."""
+    root = write_image_folder(tmp_path / "imgs")
+    flags = ["--dataset", "folder", "--data-dir", root, *SMALL, "--workers", 1, "--arch", "lsun"]
+    _, run = check_sigterm_and_exact_resume("lsgan", flags, tmp_path, monkeypatch, extra_iters=3,
+                                            tags=("losses/d_loss", "losses/g_loss", "losses/d_loss_real"))
+    assert run.name.startswith("folder__lsgan__1__")
+
+
+def test_eval_interval_writes_samples_and_leaves_training_unchanged(tmp_path, mnist_root):
+    files = check_eval_interval("lsgan", base(mnist_root), tmp_path)
+    assert files[0]["images"].shape == (2000, 1, 32, 32) and files[0]["images"].dtype == np.uint8
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, mnist_root):
+    check_corrupt_resume("lsgan", base(mnist_root), tmp_path)
+
+
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    check_failed_download_leaves_nothing("lsgan", SMALL, tmp_path, monkeypatch)
+
+
+def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
+    """Guards the training loop's call sites: after a few dozen updates D's raw output is nearer b on real digits
+    than on G's samples. With real and fake swapped in discriminator_loss's call, D(real) < D(fake) and this fails."""
+    flags = [*base(mnist_root), "--lr", 1e-3, "--max-iters", 40, "--log-interval", 5, "--num-eval-samples", 0]
+    assert run_inprocess("lsgan", flags, tmp_path)[0] == 0
+    m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
+    assert m["charts/d_real"] - m["charts/d_fake"] > 0.3, m
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
@@ -121,6 +205,7 @@ def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
     (["--lr", 0], "--lr"),
     (["--batch-size", -4], "--batch-size"),
     (["--img-size", 28], "--img-size"),
+    (["--img-size", 112], "--img-size"),  # 112 only with --arch lsun
     (["--a", 1], "--a"),  # a == b: D would have nothing to separate
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
