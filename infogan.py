@@ -3,13 +3,16 @@
 
 Paper-to-code map
 - Eq. 1, the GAN value function V(D, G) ............ `discriminator_loss`, `generator_loss` (non-saturating)
-- Eq. 5, L_I(G, Q) = E[log Q(c|x)] + H(c) .......... `info_loss` (-L_I + H(c): cross-entropy and Gaussian NLL)
+- Eq. 5, L_I(G, Q) = E[log Q(c|x)] + H(c) .......... `info_loss` (-L_I + H(c): cross-entropy and Gaussian NLL;
+  c2, c3 as Gaussians of std 1 with lambda 1, the official code's, by default)
 - Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I ....... the D step (D and Q) and the G step (G) of the training loop
 - Section 6 / Appendix C.1, latent: 62 noise + c1 ~ Cat(K=10) + c2, c3 ~ U(-1, 1) ... `sample_latent`
 - Appendix C.1 Table 1, MNIST networks ............. `Generator`, `DiscriminatorQ` (D and Q share the body)
 - Section 6, Q(c|x): softmax for c1, factored Gaussian for c2, c3  `DiscriminatorQ.forward` (logits, mean, log-var)
 - Section 7.1 / Figure 2, code traversals ......... `sweep_latents`, `write_samples` (c2 and c3 swept from -2 to 2)
+- Section 7.1, c1 as a classifier of real digits ... `c1_test_error` (codes matched one-to-one to the test labels)
 """
+import functools
 import math
 import os
 import random
@@ -36,7 +39,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -50,7 +53,7 @@ class Args:
     batch_size: int = 128
     """minibatch size (official code: 128)"""
     lr: float = 2e-4
-    """learning rate of D (Appendix C: 2e-4)"""
+    """learning rate of D and Q (Appendix C: 2e-4; official code: Q's layers are D's variables, trained at 2e-4)"""
     beta1: float = 0.5
     """Adam beta1 (official code: 0.5)"""
     beta2: float = 0.999
@@ -66,15 +69,17 @@ class Args:
     resume: Optional[str] = None
     """continue from this checkpoint file, exactly"""
     eval_only: bool = False
-    """with --resume: no training, only write the sample grid and samples.npz"""
+    """with --resume: no training, only write the sample grids, samples.npz and c1_test_error"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     """the training set"""
     lr_g: float = 1e-3
-    """learning rate of G and of Q's head (Appendix C: 1e-3)"""
+    """learning rate of G (Appendix C: 1e-3)"""
     noise_dim: int = 62
     """dimension of the incompressible noise z ~ U(-1, 1) (Appendix C.1: 62)"""
     cat_dim: int = 10
@@ -82,13 +87,11 @@ class Args:
     cont_dim: int = 2
     """number of continuous codes c2, c3, ... ~ U(-1, 1) (Section 7.1: 2)"""
     lambda_cat: float = 1.0
-    """lambda of L_I for the categorical code (Section 6: 1)"""
-    lambda_cont: float = 0.1
-    """lambda of L_I for the continuous codes (Section 6: "a smaller lambda"; 0.1 here)"""
-    continuous_loss: Literal["gaussian", "mse"] = "gaussian"
-    """Q(c|x) for continuous codes: factored Gaussian with learnt variance (Section 6) or mse (fixed variance)"""
-    supervised_categorical: bool = False
-    """also train Q's categorical head on real labels, which ties c1 to the classes (off: the paper's unsupervised)"""
+    """lambda of L_I for the categorical code (Section 6 and official code: 1)"""
+    lambda_cont: float = 1.0
+    """lambda of L_I for the continuous codes (official MNIST code: 1, with fixed sigma; Section 6: smaller)"""
+    continuous_loss: Literal["fixed-sigma", "learnt-sigma"] = "fixed-sigma"
+    """Q(c_i|x) for continuous codes: Gaussian of std 1 (official code) or factored Gaussian with learnt variance"""
     num_filters: int = 64
     """channels of D's first conv and G's last hidden upconv; the other convs have twice as many (Table 1: 64)"""
     fc_dim: int = 1024
@@ -99,9 +102,6 @@ class Args:
     """negative slope of D's leaky ReLUs (0.1; the official code's default is 0.01)"""
 
 
-DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
-
-
 def fail(msg: str, code: int = 2):
     """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
     print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
@@ -110,17 +110,12 @@ def fail(msg: str, code: int = 2):
 
 def check_args(args: Args):
     for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "noise_dim",
-                 "cont_dim", "num_filters", "fc_dim", "q_dim"]:
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples", "lambda_cat", "lambda_cont", "leak"]:
-        if not getattr(args, name) >= 0:
-            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
-    for name in ["lr", "lr_g"]:
+                 "cat_dim", "cont_dim", "num_filters", "fc_dim", "q_dim", "lr", "lr_g"]:
         if not getattr(args, name) > 0:
             fail(f"--{name.replace('_', '-')} must be > 0 (got {getattr(args, name)})")
-    if args.cat_dim < 2 or (args.supervised_categorical and args.cat_dim != 10):
-        fail(f"--cat-dim must be >= 2, and 10 (one per class) with --supervised-categorical (got {args.cat_dim})")
+    for name in ["max_iters", "num_eval_samples", "eval_interval", "lambda_cat", "lambda_cont", "leak"]:
+        if not getattr(args, name) >= 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
         fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
     if args.resume is not None and not os.path.isfile(args.resume):
@@ -130,42 +125,31 @@ def check_args(args: Args):
 
 
 def load_data(args: Args):
-    """The whole training set: uint8 images (N, 1, 28, 28) and int64 labels (N,), read with torchvision's loader."""
-    cls = DATASETS[args.dataset]
+    """Training images, test images (uint8 (N, 1, 28, 28)) and test labels (int64 (N,)), by torchvision's loader."""
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}[args.dataset]
     folder = os.path.join(args.data_dir, cls.__name__)
-    existed = os.path.exists(folder)
+    existed = [p for p in (args.data_dir, folder) if os.path.exists(p)]
     try:
-        ds = cls(args.data_dir, train=True, download=args.download)
-        return ds.data.unsqueeze(1), ds.targets.long()
+        train, test = (cls(args.data_dir, train=split, download=args.download) for split in (True, False))
+        return train.data.unsqueeze(1), test.data.unsqueeze(1), test.targets.long()
     except (RuntimeError, OSError) as e:
-        if not existed:  # leave nothing half-downloaded behind
-            shutil.rmtree(folder, ignore_errors=True)
+        for path in (folder, args.data_dir):  # leave nothing half-downloaded behind, not even an empty folder
+            if path not in existed:
+                shutil.rmtree(path, ignore_errors=True)
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected the IDX files in {os.path.join(folder, 'raw')} "
              f"({type(e).__name__}); pass --data-dir pointing at a folder that holds {cls.__name__}/raw, "
              "or run once with --download while online", 1)
 
 
-class EpochBatches:
-    """(images, labels) minibatches from tensors on the device; epoch e is a permutation seeded by (seed, e), so the
-    data order depends only on the number of batches consumed and a resumed run sees exactly the same batches."""
-
-    def __init__(self, data: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
-        self.data, self.labels, self.batch_size, self.seed, self.epoch = data, labels, batch_size, seed, -1
-        self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int):
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
-        idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.data[idx].float().div_(127.5).sub_(1.0), self.labels[idx]  # images in [-1, 1], labels int64
+@functools.lru_cache(maxsize=1)
+def epoch_order(n: int, seed: int, epoch: int, device) -> torch.Tensor:
+    """Epoch e's order of the n training images, a permutation seeded by (seed, e): a resumed run sees the same."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
 
 
 def sample_latent(n: int, noise_dim: int, cat_dim: int, cont_dim: int, device, generator=None, codes=None):
-    """G's input [z, one_hot(c1), c2, c3] with z ~ U(-1, 1), c1 ~ Cat(K, 1/K) (or the given `codes`) and continuous
-    codes ~ U(-1, 1) (Section 7.1; the official code's priors). Returns (latent (n, D), c1 (n,) int64, c_cont)."""
+    """G's input [z, one_hot(c1), c2, c3] with z, c2, c3 ~ U(-1, 1), c1 ~ Cat(K, 1/K) or `codes` (official priors)."""
     z = torch.rand(n, noise_dim, device=device, generator=generator) * 2 - 1
     if codes is None:
         codes = torch.randint(cat_dim, (n,), device=device, generator=generator)
@@ -174,8 +158,7 @@ def sample_latent(n: int, noise_dim: int, cat_dim: int, cont_dim: int, device, g
 
 
 def sweep_latents(z_rows: torch.Tensor, cat_dim: int, cont_dim: int, index: int, values: torch.Tensor):
-    """Figure 2's traversal: row r holds c1 = r and noise z_rows[r]; column j sets continuous code `index` to
-    values[j]; the other continuous codes are 0. Returns (rows * columns, D), row-major."""
+    """Figure 2: row r has c1 = r and noise z_rows[r], column j code `index` = values[j], other codes 0 (row-major)."""
     rows, cols = len(z_rows), len(values)
     cont = torch.zeros(rows * cols, cont_dim, device=z_rows.device)
     cont[:, index] = values.repeat(rows)
@@ -194,16 +177,13 @@ def init_weights(m: nn.Module):
 
 
 class Generator(nn.Module):
-    """FC 1024 BN ReLU -> FC 7x7x128 BN ReLU -> upconv 64 4x4 s2 BN ReLU -> upconv 1 4x4 s2 tanh (Table 1; tanh as
-    images lie in [-1, 1], where the official code has a sigmoid/Bernoulli output)."""
+    """FC 1024 BN ReLU -> FC 7x7x128 BN ReLU -> upconv 64 4x4 s2 BN ReLU -> upconv 1 4x4 s2 tanh (Table 1)."""
 
     def __init__(self, latent_dim=74, nf=64, fc_dim=1024):
         super().__init__()
-        self.nf = nf
-        self.fc = nn.Sequential(
-            nn.Linear(latent_dim, fc_dim), nn.BatchNorm1d(fc_dim), nn.ReLU(),
-            nn.Linear(fc_dim, 2 * nf * 7 * 7), nn.BatchNorm1d(2 * nf * 7 * 7), nn.ReLU(),
-        )
+        self.fc = nn.Sequential(nn.Linear(latent_dim, fc_dim), nn.BatchNorm1d(fc_dim), nn.ReLU(),
+                                nn.Linear(fc_dim, 2 * nf * 7 * 7), nn.BatchNorm1d(2 * nf * 7 * 7), nn.ReLU(),
+                                nn.Unflatten(1, (2 * nf, 7, 7)))  # (B, 128, 7, 7)
         self.conv = nn.Sequential(
             nn.ConvTranspose2d(2 * nf, nf, 4, 2, 1), nn.BatchNorm2d(nf), nn.ReLU(),  # (B, 64, 14, 14)
             nn.ConvTranspose2d(nf, 1, 4, 2, 1), nn.Tanh(),  # (B, 1, 28, 28)
@@ -211,13 +191,12 @@ class Generator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, latent):
-        return self.conv(self.fc(latent).view(-1, 2 * self.nf, 7, 7))
+        return self.conv(self.fc(latent))
 
 
 class DiscriminatorQ(nn.Module):
     """D and Q share conv 64 4x4 s2 lReLU -> conv 128 4x4 s2 BN lReLU -> FC 1024 BN lReLU (Table 1). D's head: FC 1
-    logit. Q's head: FC 128 BN lReLU -> FC to the categorical logits (no softmax: it lives in cross_entropy) and the
-    mean and log-variance of each continuous code."""
+    logit; Q's head: FC 128 BN lReLU -> FC to c1's logits and a mean and a log-variance per continuous code."""
 
     def __init__(self, cat_dim=10, cont_dim=2, nf=64, fc_dim=1024, q_dim=128, leak=0.1):
         super().__init__()
@@ -251,22 +230,69 @@ def generator_loss(fake_logits):
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def info_loss(cat_logits, mean, logvar, codes, cont, lambda_cat=1.0, lambda_cont=0.1, kind="gaussian"):
-    """lambda-weighted -L_I(G, Q) + H(c) (Eq. 5; H(c) is a constant): E[-log Q(c1|x)] as cross-entropy on logits, and
-    for the continuous codes the factored Gaussian NLL sum_i [log(2 pi sigma_i^2) + (c_i - mu_i)^2 / sigma_i^2] / 2
-    (or the mean squared error). Returns (weighted total, categorical part, continuous part)."""
-    cat = F.cross_entropy(cat_logits, codes)
-    if kind == "gaussian":
+def info_loss(cat_logits, mean, logvar, codes, cont, lambda_cat=1.0, lambda_cont=1.0, kind="fixed-sigma"):
+    """lambda-weighted -L_I(G, Q) + H(c) (Eq. 5): E[-log Q(c1|x)] and the continuous codes' Gaussian NLL, with std 1
+    (`fixed-sigma`, official code): sum_i (c_i - mu_i)^2 / 2, or with Q's log-variance (`learnt-sigma`, unbounded
+    below as sigma -> 0): sum_i [log(2 pi sigma_i^2) + (c_i - mu_i)^2 / sigma_i^2] / 2. Returns (total, cat, cont)."""
+    # F.cross_entropy written out: its CUDA kernel (nll_loss) is nondeterministic
+    cat = -(F.log_softmax(cat_logits, dim=1) * F.one_hot(codes, cat_logits.shape[1])).sum(1).mean()
+    if kind == "learnt-sigma":
         cont_loss = (0.5 * (math.log(2 * math.pi) + logvar + (cont - mean).pow(2) * torch.exp(-logvar))).sum(1).mean()
     else:
-        cont_loss = F.mse_loss(mean, cont)
+        cont_loss = 0.5 * (cont - mean).pow(2).sum(1).mean()
     return lambda_cat * cat + lambda_cont * cont_loss, cat, cont_loss
 
 
-def save_atomic(obj, path: str):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def c1_test_error(codes: np.ndarray, labels: np.ndarray, cat_dim: int, n_classes: int = 10) -> float:
+    """Section 7.1: Q's c1 (argmax) as a classifier of real digits, each code matched to a different class (or none):
+    the error of the best one-to-one matching, exact by dynamic programming over the sets of classes taken (2^10)."""
+    counts = np.zeros((cat_dim, n_classes))
+    np.add.at(counts, (codes, labels), 1)
+    best = {0: 0.0}  # bit set of the classes taken -> most digits the codes so far classify right
+    for row in counts:
+        for taken, right in list(best.items()):  # this code takes a free class c, or none
+            for c in (c for c in range(n_classes) if not taken >> c & 1):
+                best[taken | 1 << c] = max(best.get(taken | 1 << c, 0.0), right + row[c])
+    return 1.0 - max(best.values()) / len(codes)
+
+
+def save_atomic(obj: dict, path: str):
+    """torch.save, or np.savez_compressed for a .npz path, into a temporary file that then replaces `path`."""
+    with open(path + ".tmp", "wb") as f:
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, f)
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU, whatever device wrote it: RNG states must stay CPU ByteTensors, and
+    load_state_dict moves weights and optimiser states to the run's device. An unreadable file ends in one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if not isinstance(ckpt, dict):
+        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
+    return ckpt
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
+    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        if "fused" in group:
+            saved["fused"] = group["fused"]
+    optimizer.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
 
 
 if __name__ == "__main__":
@@ -279,12 +305,16 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
     # Data: the whole training set on the device as one uint8 tensor; batches are normalised there
-    images, labels = load_data(args)
-    data, labels = images.to(device), labels.to(device)  # (N, 1, 28, 28) uint8, (N,) int64
+    data, test_images, test_labels = load_data(args)
+    data = data.to(device)  # (N, 1, 28, 28) uint8
     n_batches = len(data) // args.batch_size
     if n_batches < 1:
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
@@ -292,35 +322,30 @@ if __name__ == "__main__":
     if args.max_iters:
         total_iters = min(total_iters, args.max_iters)
 
-    batches = EpochBatches(data, labels, args.batch_size, args.seed)
-    latent_dim = args.noise_dim + args.cat_dim + args.cont_dim
-
-    def latent_batch(n, generator=None, codes=None):
-        return sample_latent(n, args.noise_dim, args.cat_dim, args.cont_dim, device, generator, codes)
-
-    generator = Generator(latent_dim, args.num_filters, args.fc_dim).to(device, memory_format=memory_format)
+    latent_batch = lambda n, gen=None, codes=None: sample_latent(n, args.noise_dim, args.cat_dim, args.cont_dim,
+                                                                 device, gen, codes)
+    generator = Generator(args.noise_dim + args.cat_dim + args.cont_dim, args.num_filters, args.fc_dim)
+    generator = generator.to(device, memory_format=memory_format)
     discriminator = DiscriminatorQ(args.cat_dim, args.cont_dim, args.num_filters, args.fc_dim, args.q_dim, args.leak)
     discriminator = discriminator.to(device, memory_format=memory_format)
     fused = device.type == "cuda"
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2), fused=fused)
-    # D (shared body + D head) at lr; Q's own head at lr_g: the body is D's and learns L_I at D's rate (official code)
-    optimizer_d = torch.optim.Adam([
-        {"params": [*discriminator.body.parameters(), *discriminator.d_head.parameters()], "lr": args.lr},
-        {"params": discriminator.q_head.parameters(), "lr": args.lr_g},
-    ], betas=(args.beta1, args.beta2), fused=fused)
+    # D, Q's head and their shared body in one optimiser at D's rate: the official code's d_net scope holds them all
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2), fused=fused)
 
-    iteration, step = 0, 0  # generator updates done, real minibatches consumed
+    iteration, step, train_seconds = 0, 0, 0.0  # generator updates done, real minibatches consumed, training time
     run_dir = None
     if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(args.resume)
         try:
             generator.load_state_dict(ckpt["generator"])
             discriminator.load_state_dict(ckpt["discriminator"])
-            optimizer_g.load_state_dict(ckpt["optimizer_g"])
-            optimizer_d.load_state_dict(ckpt["optimizer_d"])
+            load_optimizer(optimizer_g, ckpt["optimizer_g"])
+            load_optimizer(optimizer_d, ckpt["optimizer_d"])
         except (KeyError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
+        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -346,6 +371,7 @@ if __name__ == "__main__":
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
             "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
+            "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
         }, ckpt_path)
@@ -361,31 +387,53 @@ if __name__ == "__main__":
             writer.add_image(f"samples{suffix}", grid, iteration)
         generator.train()
 
-    stop_requested = False
+    @torch.no_grad()
+    def generate_balanced(n: int, seed: int):
+        """{images: n uint8 samples, codes: 0, 1, ..., K - 1, 0, ...}, from a noise stream of their own; G in eval."""
+        gen = torch.Generator(device).manual_seed(seed)
+        codes = torch.arange(n, device=device) % args.cat_dim
+        generator.eval()
+        images = torch.cat([generator(latent_batch(len(c), gen, c)[0]) for c in codes.split(1000)])
+        generator.train()
+        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return {"images": images.cpu().numpy(), "codes": codes.cpu().numpy()}
 
-    def on_sigint(signum, frame):
-        global stop_requested
-        stop_requested = True
+    def write_eval_samples():
+        """samples_{iteration}.npz: 2000 samples and the training seconds so far (excluding the time spent here)."""
+        global eval_seconds
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the queued training kernels belong to the training time
+        t0 = time.time()
+        samples = {**generate_balanced(2000, args.seed + 2), "iteration": iteration,
+                   "train_seconds": train_seconds + t0 - start_time - eval_seconds}
+        save_atomic(samples, f"{run_dir}/samples_{iteration:07d}.npz")
+        eval_seconds += time.time() - t0
 
-    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    stop_signal = None
+
+    def on_stop_signal(signum, frame):
+        global stop_signal
+        stop_signal = signum
+
+    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
+    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
     # ALGO LOGIC: Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), one D/Q step and one G step per iteration
-    start_time, start_iter = time.time(), iteration
+    print(f"infogan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
     while iteration < total_iters and not args.eval_only:
         # (1) Update D and Q: ascend V(D, G) (Eq. 1) and L_I (Eq. 5) on the same fakes; G(z, c) detached
-        real, y_real = batches.get(step)
-        real, step = real.contiguous(memory_format=memory_format), step + 1
+        epoch, i = divmod(step, n_batches)  # the last incomplete batch of an epoch is dropped
+        idx = epoch_order(len(data), args.seed, epoch, device)[i * args.batch_size:(i + 1) * args.batch_size]
+        real, step = data[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=memory_format), step + 1
         latent, codes, cont = latent_batch(len(real))
         with torch.no_grad():
             fake = g_train(latent)
-        real_logits, real_cat_logits, _, _ = d_train(real)
+        real_logits = d_train(real)[0]
         fake_logits, cat_logits, mean, logvar = d_train(fake)
         d_loss = discriminator_loss(real_logits, fake_logits)
         dq_loss = d_loss + info_loss(cat_logits, mean, logvar, codes, cont, args.lambda_cat, args.lambda_cont,
                                      args.continuous_loss)[0]
-        if args.supervised_categorical:  # optional: c1 learns the real labels (not in the paper)
-            supervised_loss = F.cross_entropy(real_cat_logits, y_real)
-            dq_loss = dq_loss + args.lambda_cat * supervised_loss
         optimizer_d.zero_grad(set_to_none=True)
         dq_loss.backward()
         optimizer_d.step()
@@ -402,12 +450,11 @@ if __name__ == "__main__":
         iteration += 1
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop_requested
+        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
         if iteration % args.log_interval == 0 or at_checkpoint:
             losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "info_loss": info.item(),
                       "info_loss_cat": info_cat.item(), "info_loss_cont": info_cont.item()}
-            if args.supervised_categorical:
-                losses["supervised_loss"] = supervised_loss.item()
             if not all(np.isfinite(v) for v in losses.values()):
                 fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
                      f" the last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}",
@@ -417,31 +464,33 @@ if __name__ == "__main__":
             writer.add_scalar("charts/d_real", torch.sigmoid(real_logits).mean().item(), iteration)
             writer.add_scalar("charts/d_fake", torch.sigmoid(fake_logits).mean().item(), iteration)
             writer.add_scalar("charts/q_accuracy", (cat_logits.argmax(1) == codes).float().mean().item(), iteration)
-            elapsed = time.time() - start_time
-            its = (iteration - start_iter) / elapsed
-            writer.add_scalar("charts/SPS", int(its * args.batch_size), iteration)
+            its = (iteration - start_iter) / (time.time() - start_time)
+            writer.add_scalar("charts/SPS", its * args.batch_size, iteration)
             print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
                   f"g_loss {losses['g_loss']:.4f} | info_loss {losses['info_loss']:.4f} | {its:.2f} it/s | "
                   f"ETA {(total_iters - iteration) / its:.0f}s", flush=True)
         if iteration % args.sample_interval == 0:
             write_samples()
+        if args.eval_interval and iteration % args.eval_interval == 0:
+            write_eval_samples()
         if at_checkpoint:
             save_checkpoint()
-        if stop_requested:
-            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+        if stopping:
+            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
+            sys.exit(128 + stopping)
+
+    discriminator.eval()  # Section 7.1's metric: Q's c1 classifies the real test digits, matched one-to-one to labels
+    with torch.no_grad():
+        test_codes = torch.cat([discriminator(x.to(device).float().div_(127.5).sub_(1.0))[1].argmax(1).cpu()
+                                for x in test_images.split(1000)])
+    c1_error = c1_test_error(test_codes.numpy(), test_labels.numpy(), args.cat_dim)
+    writer.add_scalar("charts/c1_test_error", c1_error, iteration)
+    print(f"c1_test_error {c1_error:.4f} (Q's c1 on the {len(test_labels)} real test digits, matched one-to-one)")
 
     # Final artefacts: traversal grids and samples.npz (balanced categorical codes) for the benchmark
+    print(f"writing the final sample grids and {args.num_eval_samples} samples to {run_dir}", flush=True)
     write_samples()
     if args.num_eval_samples > 0:
-        generator.eval()
-        gen = torch.Generator(device).manual_seed(args.seed + 1)
-        eval_codes = torch.arange(args.num_eval_samples, device=device) % args.cat_dim
-        with torch.no_grad():
-            images = torch.cat([generator(latent_batch(len(c), gen, c)[0]) for c in eval_codes.split(1000)])
-        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        with open(f"{run_dir}/samples.npz.tmp", "wb") as f:
-            np.savez_compressed(f, images=images, codes=eval_codes.cpu().numpy().astype(np.int64))
-        os.replace(f"{run_dir}/samples.npz.tmp", f"{run_dir}/samples.npz")
+        save_atomic(generate_balanced(args.num_eval_samples, args.seed + 1), f"{run_dir}/samples.npz")
     writer.close()
     print(f"done: {iteration} iterations; artefacts in {run_dir}")

@@ -1,25 +1,32 @@
-"""infogan.py: Q's heads, the information loss L_I, code priors and traversals, runs, resume, bad input."""
+"""infogan.py: Q's heads, the information loss L_I, code priors and traversals, the c1 test error, runs, resume,
+preemption, bad input."""
+import itertools
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import (
-    ROOT,
     check_bad_input,
+    check_corrupt_resume,
+    check_eval_interval,
     check_eval_only,
-    check_exact_resume,
-    check_smoke,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     load_script,
     only_run_dir,
     read_scalars,
     read_tags,
     run_inprocess,
+    scalar_means,
 )
 
 infogan = load_script("infogan")
 SMALL = ["--num-filters", 4, "--fc-dim", 16, "--q-dim", 8, "--noise-dim", 8, "--batch-size", 16, "--log-interval", 1]
-INFO_TAGS = ["losses/info_loss", "losses/info_loss_cat", "losses/info_loss_cont", "charts/q_accuracy"]
+INFO_TAGS = ["losses/info_loss", "losses/info_loss_cat", "losses/info_loss_cont", "charts/q_accuracy",
+             "charts/c1_test_error"]
 
 
 def base(root):
@@ -43,18 +50,27 @@ def test_paper_networks_and_q_head_shapes():
     assert logit.shape == (5,) and cat_logits.shape == (5, 10) and mean.shape == (5, 2) and logvar.shape == (5, 2)
 
 
-def test_no_softmax_before_cross_entropy():
+def test_q_outputs_logits_not_probabilities():
     g, d = small_nets()
     assert not any(isinstance(m, (torch.nn.Softmax, torch.nn.LogSoftmax, torch.nn.Sigmoid)) for m in d.modules())
-    src = (ROOT / "infogan.py").read_text()
-    assert "Softmax(" not in src and "softmax(" not in src
-    # Q's categorical output is used as logits: shifting them all by a constant leaves the loss unchanged,
-    # squashing them through a softmax first (the bug) would change it
-    logits, codes = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([0])
-    zeros = torch.zeros(1, 1)
+    # the loss treats Q's output as logits: shifting them all leaves it unchanged, a softmax applied first changes it
+    logits, codes, zeros = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([0]), torch.zeros(1, 1)
     ref = infogan.info_loss(logits, zeros, zeros, codes, zeros, 1.0, 0.0)[1]
     torch.testing.assert_close(infogan.info_loss(logits + 7, zeros, zeros, codes, zeros, 1.0, 0.0)[1], ref)
     assert not torch.isclose(infogan.info_loss(logits.softmax(1), zeros, zeros, codes, zeros, 1.0, 0.0)[1], ref)
+
+
+def test_categorical_loss_equals_cross_entropy_values_and_gradients():
+    """The deterministic form -(log_softmax * one_hot) is F.cross_entropy, value and gradient."""
+    torch.manual_seed(0)
+    logits = (torch.randn(64, 10) * 3).requires_grad_()
+    codes, zeros = torch.randint(10, (64,)), torch.zeros(64, 2)
+    ours = infogan.info_loss(logits, zeros, zeros, codes, zeros, 1.0, 0.0)[1]
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    ref = F.cross_entropy(logits, codes)
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(g_ours, g_ref)
 
 
 def test_info_loss_equals_closed_form():
@@ -64,17 +80,19 @@ def test_info_loss_equals_closed_form():
     cont = torch.tensor([[0.1, 0.8], [-0.5, 0.3]])
     # -log Q(c1|x) with Q = softmax(logits)
     ce = -(torch.tensor([2.0 - math.log(math.e ** 2 + 1 + math.e ** -1), -math.log(3.0)])).mean()
+    # fixed sigma = 1 (the official MNIST code): -log N(c; mu, 1) = (c - mu)^2 / 2 + log(2 pi) / 2 per code
+    half_sq = torch.tensor([(0.4 ** 2 + 1.0 ** 2) / 2, (0.5 ** 2 + 0.0 ** 2) / 2]).mean()
+    total, cat, cont_loss = infogan.info_loss(logits, mean, logvar, codes, cont)  # defaults: fixed-sigma, lambdas 1
+    torch.testing.assert_close(cat, ce)
+    torch.testing.assert_close(cont_loss, half_sq)
+    torch.testing.assert_close(total, ce + half_sq)
+    assert math.log(3) - cat.item() <= math.log(3)  # Eq. 5's bound: L_I = H(c) - cross-entropy <= H(c)
+    # learnt variance: sum_i [log(2 pi sigma_i^2) + (c_i - mu_i)^2 / sigma_i^2] / 2
     var = logvar.exp()
     nll = (0.5 * torch.log(2 * math.pi * var) + (cont - mean) ** 2 / (2 * var)).sum(1).mean()
-    total, cat, cont_loss = infogan.info_loss(logits, mean, logvar, codes, cont, 1.0, 0.1, "gaussian")
-    torch.testing.assert_close(cat, ce)
+    total, _, cont_loss = infogan.info_loss(logits, mean, logvar, codes, cont, 2.0, 0.1, "learnt-sigma")
     torch.testing.assert_close(cont_loss, nll)
-    torch.testing.assert_close(total, ce + 0.1 * nll)
-    # lower bound of Eq. 5: L_I = H(c) - cross-entropy <= H(c) = log K
-    assert math.log(3) - cat.item() <= math.log(3)
-    total, _, mse = infogan.info_loss(logits, mean, logvar, codes, cont, 2.0, 0.5, "mse")
-    torch.testing.assert_close(mse, ((cont - mean) ** 2).mean())
-    torch.testing.assert_close(total, 2 * ce + 0.5 * mse)
+    torch.testing.assert_close(total, 2 * ce + 0.1 * nll)
 
 
 def test_latent_priors_uniform_codes():
@@ -102,57 +120,170 @@ def test_code_sweep_grid_layout():
         assert torch.equal(latent[r, :, 15], torch.zeros(10))  # c2 held at 0
 
 
-def test_epoch_batches_keep_images_and_labels_together():
-    labels = torch.arange(20) % 10
-    b = infogan.EpochBatches(labels.to(torch.uint8).view(20, 1, 1, 1) * 10, labels, 6, seed=1)
-    x, y = b.get(4)
-    assert y.dtype == torch.int64 and torch.equal(((x.view(-1) + 1) * 127.5).round() / 10, y.float())
+def test_epoch_order_is_a_seeded_permutation_per_epoch():
+    a, b = infogan.epoch_order(50, 1, 0, "cpu"), infogan.epoch_order(50, 1, 1, "cpu")
+    assert sorted(a.tolist()) == list(range(50)) and not torch.equal(a, b)
+    assert torch.equal(infogan.epoch_order(50, 1, 0, "cpu"), a)
+    assert not torch.equal(infogan.epoch_order(50, 2, 0, "cpu"), a)
+
+
+def brute_force_error(codes, labels, cat_dim, n_classes):
+    """Try every one-to-one map from codes to classes (a code may also get no class)."""
+    counts = np.zeros((cat_dim, n_classes))
+    np.add.at(counts, (codes, labels), 1)
+    best = 0.0
+    for assign in itertools.product(range(-1, n_classes), repeat=cat_dim):
+        used = [c for c in assign if c >= 0]
+        if len(used) == len(set(used)):
+            best = max(best, sum(counts[k, c] for k, c in enumerate(assign) if c >= 0))
+    return 1.0 - best / len(codes)
+
+
+@pytest.mark.parametrize("cat_dim, n_classes", [(3, 3), (4, 4), (5, 3), (2, 5), (4, 6)])
+def test_c1_test_error_matches_brute_force(cat_dim, n_classes):
+    rng = np.random.default_rng(cat_dim * 10 + n_classes)
+    for _ in range(5):
+        codes, labels = rng.integers(cat_dim, size=200), rng.integers(n_classes, size=200)
+        labels[:100] = (codes[:100] * 7 + 1) % n_classes  # some structure, so the matching matters
+        assert infogan.c1_test_error(codes, labels, cat_dim, n_classes) == pytest.approx(
+            brute_force_error(codes, labels, cat_dim, n_classes))
+
+
+def test_c1_test_error_is_one_to_one_not_many_to_one():
+    """Codes 0 and 1 both mostly draw class 0. Mapping each code to its most frequent class (the benchmark's old
+    code_error) sends both to class 0 and scores 80/100 right; one-to-one, only one of them may take class 0 and the
+    other is left with its 10 digits of class 1 or 2: 50/100."""
+    codes = np.array([0] * 50 + [1] * 50)
+    labels = np.array([0] * 40 + [2] * 10 + [0] * 40 + [1] * 10)
+    many_to_one = sum(np.bincount(labels[codes == k]).max() for k in (0, 1)) / 100
+    assert many_to_one == 0.8
+    assert infogan.c1_test_error(codes, labels, 2, 3) == pytest.approx(0.5)
+    assert infogan.c1_test_error(np.arange(10), np.roll(np.arange(10), 3), 10) == 0.0  # a relabelling: no error
+
+
+def test_generator_step_lowers_its_loss_against_the_d_it_saw():
+    torch.manual_seed(0)
+    g, d = small_nets()
+    for m in d.modules():  # a D with an opinion (PyTorch's default init; the official N(0, 0.02) starts it near 1/2)
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.reset_parameters()
+    d.eval()  # the D (and Q) of the moment, frozen; G trains with batch statistics as in the loop
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    latent, codes, cont = infogan.sample_latent(64, 8, 10, 2, "cpu")
+
+    def loss():
+        fake_logits, cat_logits, mean, logvar = d(g(latent))
+        return infogan.generator_loss(fake_logits) + infogan.info_loss(cat_logits, mean, logvar, codes, cont)[0]
+
+    before = loss().item()
+    for _ in range(5):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < before - 1e-3
 
 
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run(tmp_path, mnist_root):
-    run, data, proc = check_smoke("infogan", [*base(mnist_root), "--max-iters", 3], tmp_path, INFO_TAGS, n_eval=30)
+    """check_smoke's checks, in-process (a real process is launched by the SIGTERM test)."""
+    flags = [*base(mnist_root), "--max-iters", 3, "--num-eval-samples", 30, "--no-cuda"]
+    rc, out, err = run_inprocess("infogan", flags, tmp_path)
+    assert rc == 0, err[-3000:]
+    run = only_run_dir(tmp_path)
+    tags = read_tags(run)
+    for tag in ["losses/d_loss", "losses/g_loss", "charts/d_real", "charts/d_fake", "charts/SPS", *INFO_TAGS]:
+        assert tag in tags["scalars"], f"missing scalar {tag}: {tags['scalars']}"
+    assert {"samples", "samples_c3"} <= set(tags["images"]) and "hyperparameters/text_summary" in tags["tensors"]
+    assert (run / "checkpoint.pt").exists() and not list(run.glob("*.tmp"))
+    data = np.load(run / "samples.npz")
     images, codes = data["images"], data["codes"]
     assert images.dtype == np.uint8 and images.shape == (30, 1, 28, 28)
     assert codes.dtype == np.int64 and np.bincount(codes).tolist() == [3] * 10
-    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
-    assert "samples_c3" in read_tags(run)["images"]
+    assert out.startswith("infogan.py: cpu, run folder runs/") and "iterations 0 -> 3" in out
+    assert "iter 3/3" in out and "ETA" in out and "writing the final sample grids and 30 samples" in out
     assert (run / "samples" / "0000003.png").exists() and (run / "samples" / "0000003_c3.png").exists()
+    # Section 7.1's metric on the 100 test digits: logged at the final iteration and printed
+    [(step, logged)] = read_scalars(run)["charts/c1_test_error"]
+    printed = float(re.search(r"c1_test_error (\S+) \(Q's c1 on the 100 real test digits", out).group(1))
+    assert step == 3 and 0 <= logged <= 0.9 and printed == pytest.approx(logged, abs=1e-4)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert ckpt["iteration"] == 3
+    assert ckpt["iteration"] == 3 and ckpt["train_seconds"] > 0
     g, d = small_nets()
     g.load_state_dict(ckpt["generator"])
     d.load_state_dict(ckpt["discriminator"])
-    lrs = [group["lr"] for group in ckpt["optimizer_d"]["param_groups"]]
-    assert lrs == [2e-4, 1e-3] and ckpt["optimizer_g"]["param_groups"][0]["lr"] == 1e-3  # D 2e-4; G and Q 1e-3
+    # D, Q's head and their shared body in one group at D's 2e-4 (official code: Q is under D's variables); G 1e-3
+    assert [group["lr"] for group in ckpt["optimizer_d"]["param_groups"]] == [2e-4]
+    assert ckpt["optimizer_g"]["param_groups"][0]["lr"] == 1e-3
 
 
-def test_supervised_categorical_and_mse(tmp_path, mnist_root):
-    flags = [*base(mnist_root), "--supervised-categorical", "--continuous-loss", "mse", "--max-iters", 2,
+def test_learnt_sigma_option_runs(tmp_path, mnist_root):
+    flags = [*base(mnist_root), "--continuous-loss", "learnt-sigma", "--lambda-cont", 0.1, "--max-iters", 2,
              "--num-eval-samples", 0]
     rc, out, err = run_inprocess("infogan", flags, tmp_path)
     assert rc == 0, err
-    scalars = read_scalars(only_run_dir(tmp_path))
-    assert "losses/supervised_loss" in scalars and all(np.isfinite(v) for _, v in scalars["losses/info_loss_cont"])
+    assert all(np.isfinite(v) for _, v in read_scalars(only_run_dir(tmp_path))["losses/info_loss_cont"])
 
 
-def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    check_exact_resume("infogan", [*base(mnist_root), "--num-eval-samples", 0], tmp_path,
-                       tags=("losses/d_loss", "losses/g_loss", "losses/info_loss"))
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_root):
+    """60 updates on the synthetic digits with slightly wider nets and larger rates, shared by the learning-signal
+    tests (seeds 1-3 measured: D(real) - D(fake) 0.24-0.27 and -log Q(c1|x) 0.54-0.69 over the last 3 logs)."""
+    cwd = tmp_path_factory.mktemp("learning")
+    flags = ["--data-dir", mnist_root, "--no-download", "--num-filters", 8, "--fc-dim", 32, "--q-dim", 16,
+             "--noise-dim", 8, "--batch-size", 32, "--lr", 5e-3, "--lr-g", 5e-3, "--max-iters", 60, "--log-interval", 5,
+             "--num-eval-samples", 0]
+    rc, out, err = run_inprocess("infogan", flags, cwd)
+    assert rc == 0, err
+    return only_run_dir(cwd)
 
 
-def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
+def test_learning_signal_d_separates_real_from_fake(trained_run):
+    """Guards the D step's call site: with real and fake swapped in discriminator_loss, D(real) < D(fake)."""
+    m = scalar_means(trained_run, ["charts/d_real", "charts/d_fake"], last=3)
+    assert m["charts/d_real"] - m["charts/d_fake"] > 0.1, m
+
+
+def test_q_learns_the_categorical_code(trained_run):
+    """-log Q(c1|G(z, c)) starts at log 10 (Q guesses) and falls as G and Q make c1 recoverable."""
+    cat = [v for _, v in read_scalars(trained_run)["losses/info_loss_cat"]]
+    assert cat[0] > 0.8 * math.log(10) and np.mean(cat[-3:]) < 0.5 * math.log(10), cat
+    assert scalar_means(trained_run, ["charts/q_accuracy"], last=3)["charts/q_accuracy"] > 0.5
+
+
+def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
+    check_sigterm_and_exact_resume("infogan", [*base(mnist_root), "--no-cuda"], tmp_path, monkeypatch,
+                                   tags=("losses/d_loss", "losses/g_loss", "losses/info_loss"))
+
+
+def test_eval_interval_writes_samples_and_leaves_training_unchanged(tmp_path, mnist_root):
+    files = check_eval_interval("infogan", base(mnist_root), tmp_path)
+    assert files[0]["images"].shape == (2000, 1, 28, 28) and files[0]["images"].dtype == np.uint8
+    assert files[0]["codes"].dtype == np.int64 and np.bincount(files[0]["codes"]).tolist() == [200] * 10
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, mnist_root):
+    check_corrupt_resume("infogan", base(mnist_root), tmp_path)
+
+
+def test_failed_download_leaves_nothing(tmp_path, mnist_root, monkeypatch):
+    check_failed_download_leaves_nothing("infogan", SMALL, tmp_path, monkeypatch)
+
+
+def test_eval_only_generates_from_checkpoint_and_reports_c1_test_error(tmp_path, mnist_root):
     data = check_eval_only("infogan", base(mnist_root), tmp_path, 20)
     assert data["images"].shape == (20, 1, 28, 28) and np.bincount(data["codes"]).tolist() == [2] * 10
+    # the training run and the --eval-only run each log the metric at the checkpoint's iteration, with equal values
+    logged = read_scalars(only_run_dir(tmp_path))["charts/c1_test_error"]
+    assert [s for s, _ in logged] == [2, 2] and logged[0][1] == logged[1][1]
 
 
 @pytest.mark.parametrize("flags, mention", [
     (["--lr", -1], "--lr"),
     (["--lr-g", 0], "--lr-g"),
     (["--batch-size", 0], "--batch-size"),
-    (["--cat-dim", 1], "--cat-dim"),
-    (["--supervised-categorical", "--cat-dim", 5], "--cat-dim"),
+    (["--cat-dim", 0], "--cat-dim"),
     (["--lambda-cont", -0.1], "--lambda-cont"),
+    (["--eval-interval", -1], "--eval-interval"),
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
     (["--batch-size", 1000], "--batch-size"),
