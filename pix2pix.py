@@ -13,8 +13,10 @@ Paper-to-code map
 - Section 6.2 / official aligned_dataset.py ....... `read_ab` (resize to 286), `augment` (random 256 crop, flip)
 """
 import contextlib
+import datetime
+import functools
 import hashlib
-import math
+import itertools
 import os
 import random
 import shutil
@@ -38,8 +40,6 @@ import tyro
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.tensorboard import SummaryWriter
 
-Dataset = Literal["facades", "maps", "edges2shoes", "edges2handbags", "night2day", "cityscapes", "folder"]
-
 
 @dataclass
 class Args:
@@ -48,7 +48,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -81,9 +81,12 @@ class Args:
     """with --resume: no training, only write the sample grid and translations.npz"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
-    dataset: Dataset = "facades"
+    dataset: Literal["facades", "maps", "edges2shoes", "edges2handbags", "night2day", "cityscapes",
+                     "folder"] = "facades"
     """the paired dataset (official archives), or `folder`: any AB tree at --data-dir"""
     direction: Literal["AtoB", "BtoA"] = "BtoA"
     """AtoB: left half -> right half; BtoA: right -> left (facades: labels -> photo, the paper's direction)"""
@@ -105,13 +108,17 @@ class Args:
     """at test time normalise with the test batch's statistics as in training (Section 3.3; off = running stats)"""
     input_dir: Optional[str] = None
     """with --eval-only: translate every image of this folder (single domain) into RUN_DIR/translated/<name>.png"""
-    backend: Optional[Literal["nccl", "gloo"]] = None
-    """torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU)"""
+    in_memory_limit_mb: int = 2048
+    """a training split up to this size at load size (N x 6 x 286 x 286 bytes) lives on the device; larger streams"""
+    num_workers: int = 4
+    """DataLoader processes decoding images when the training split streams from disk (official num_threads 4)"""
+    mirror: str = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+    """where --download fetches MIRROR/<dataset>.tar.gz (default: the official server; file:///path works)"""
 
 
-URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
 IMG_EXT = (".jpg", ".jpeg", ".png")
-GRID_IMAGES = 8  # columns of the sample grid (rows: input | output | target)
+EVAL_IMAGES = 50  # the fixed test subset of each --eval-interval file
+read_rgb = lambda path: torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W) uint8
 resize = lambda img, size: TF.resize(img, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
 normalise = lambda x: x.float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
 # G over uint8 (N, 3, S, S) inputs in chunks (the batch BatchNorm sees at test time) -> float in [-1, 1]
@@ -129,10 +136,11 @@ def check_args(args: Args):
                  "ndf", "n_layers_d"]:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "eval_interval", "in_memory_limit_mb", "num_workers"]:
+        if getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     for bad, msg in [
-        (args.max_iters < 0, f"--max-iters must be >= 0 (got {args.max_iters})"),
-        (args.num_eval_samples < 0, f"--num-eval-samples must be >= 0 (got {args.num_eval_samples})"),
         (not 0 <= args.epochs_decay <= args.epochs, f"--epochs-decay must lie in [0, epochs] (is {args.epochs_decay})"),
         (not args.lr > 0, f"--lr must be > 0 (got {args.lr})"),
         (not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1), f"--beta1 and --beta2 must lie in [0, 1) (got "
@@ -143,11 +151,9 @@ def check_args(args: Args):
         (args.img_size < 4 * 2 ** args.n_layers_d,
          f"--n-layers-d {args.n_layers_d} needs --img-size >= {4 * 2 ** args.n_layers_d} (PatchGAN map >= 1x1)"),
         (args.batch_size % world, f"--batch-size {args.batch_size} must be a multiple of the {world} processes"),
-        (args.resume is not None and not os.path.isfile(args.resume), f"--resume {args.resume}: no such file"),
         (args.eval_only and args.resume is None, "--eval-only needs --resume PATH (the checkpoint to translate with)"),
-        (args.eval_only and world > 1, "--eval-only runs in one process: start it with python, not torchrun"),
-        (args.input_dir is not None and not (args.eval_only and os.path.isdir(args.input_dir)),
-         f"--input-dir {args.input_dir}: needs --eval-only and an existing folder of images"),
+        (args.input_dir is not None and not (args.eval_only and list_images(args.input_dir)),
+         f"--input-dir {args.input_dir}: needs --eval-only and a folder holding {'/'.join(IMG_EXT)} images"),
     ]:
         if bad:
             fail(msg)
@@ -158,22 +164,22 @@ def list_images(folder: str) -> list:
     return sorted(os.path.join(folder, f) for f in (os.listdir(folder) if ok else []) if f.lower().endswith(IMG_EXT))
 
 
-def download(name: str, data_dir: str):
-    """Fetch and unpack the official archive into DATA_DIR/<name>; nothing is left behind when it fails."""
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = os.path.join(tmp, f"{name}.tar.gz")
-        urllib.request.urlretrieve(URL.format(name), archive)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
-        os.makedirs(data_dir, exist_ok=True)
-        shutil.move(os.path.join(tmp, name), os.path.join(data_dir, name))
-
-
-def read_rgb(path: str) -> torch.Tensor:
+def download(url: str, name: str, data_dir: str):
+    """Fetch and unpack an archive holding <name>/ into DATA_DIR/<name> atomically: download and extraction happen in a
+    temporary folder next to the target, then one rename. A failure leaves nothing, not even a --data-dir it made."""
+    created = not os.path.exists(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}-download-", dir=data_dir)
     try:
-        return torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W) uint8
-    except (RuntimeError, OSError) as e:
-        fail(f"cannot decode {path} ({str(e).splitlines()[0][:100]}); remove or replace the file", 1)
+        print(f"downloading {url} into {os.path.join(data_dir, name)}", flush=True)
+        urllib.request.urlretrieve(url, os.path.join(tmp, f"{name}.tar.gz"))
+        with tarfile.open(os.path.join(tmp, f"{name}.tar.gz")) as tar:
+            tar.extractall(tmp, filter="data")
+        os.rename(os.path.join(tmp, name), os.path.join(data_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not os.path.exists(os.path.join(data_dir, name)):
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def read_ab(path: str, size: int, direction: str) -> torch.Tensor:
@@ -183,58 +189,64 @@ def read_ab(path: str, size: int, direction: str) -> torch.Tensor:
     return torch.cat([a, b] if direction == "AtoB" else [b, a])
 
 
-def load_data(args: Args, load_size: int):
-    """Train split at load size (for random crops), grid split (val, else test) and eval split (test, else val) at
-    img_size; all uint8 (N, 6, S, S). The test split is never part of the training tensor."""
+def read_pairs(paths: list, size: int, direction: str) -> torch.Tensor:
+    """AB images -> uint8 (N, 6, size, size); also the streaming DataLoader's collate_fn, run in its workers."""
+    return torch.stack([read_ab(p, size, direction) for p in paths])
+
+
+def find_data(args: Args, rank: int = 0):
+    """Paths of the train split, of the grid's 8 images (val, else test) and of the eval split (test, else val); the
+    test split is never trained on. Under torchrun only rank 0 downloads; the other ranks wait at a barrier."""
     root = args.data_dir if args.dataset == "folder" else os.path.join(args.data_dir, args.dataset)
-    how = "not found"
-    if not list_images(os.path.join(root, "train")) and args.download and args.dataset not in ("folder", "cityscapes"):
+    how, url = "not found", f"{args.mirror.rstrip('/')}/{args.dataset}.tar.gz"
+    fetch = args.download and args.dataset not in ("folder", "cityscapes")
+    if fetch and dist.is_initialized():  # made by every rank first; its timeout outlasts a download (NCCL's: 10 min)
+        waiting_room = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=24))
+    if fetch and rank == 0 and not list_images(os.path.join(root, "train")):
         try:
-            download(args.dataset, args.data_dir)
-        except (OSError, tarfile.TarError):
-            how = "download failed (offline?)"
+            download(url, args.dataset, args.data_dir)
+        except (OSError, ValueError, tarfile.TarError) as e:
+            how = f"download from {url} failed ({type(e).__name__}; offline?)"
+    if fetch and dist.is_initialized():
+        dist.barrier(waiting_room)
     files = {s: list_images(os.path.join(root, s)) for s in ("train", "val", "test")}
     if not files["train"] or not (files["val"] or files["test"]):
-        hint = {"cityscapes": "cityscapes cannot be downloaded: get leftImg8bit + gtFine from cityscapes-dataset.com "
-                              "and pair them with the official datasets/prepare_cityscapes_dataset.py",
+        hint = {"cityscapes": "it cannot be downloaded: see the official datasets/prepare_cityscapes_dataset.py",
                 "folder": "put A|B side-by-side images there"}.get(args.dataset, "or run once with --download online")
         fail(f"{args.dataset} {how}: expected AB images (A|B side by side) in {root}/train and {root}/val or "
              f"{root}/test; pass --data-dir pointing at the folder that holds them, {hint}", 1)
-    stack = lambda paths, size: torch.stack([read_ab(p, size, args.direction) for p in paths])
-    grid_split, eval_split = ("val" if files["val"] else "test"), ("test" if files["test"] else "val")
-    return (stack(files["train"], load_size), stack(files[grid_split][:GRID_IMAGES], args.img_size),
-            stack(files[eval_split][:args.num_eval_samples], args.img_size) if args.num_eval_samples else None)
+    return files["train"], (files["val"] or files["test"])[:8], files["test"] or files["val"]
 
 
-class EpochBatches:
-    """This rank's minibatch indices: epoch e is one permutation seeded by (seed, e) on every rank (order depends only
-    on batches consumed: exact resume); rank r takes slice r of each global batch (a DistributedSampler)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.n, self.batch_size, self.seed, self.rank, self.epoch = n, batch_size, seed, rank, -1
-        self.local = batch_size // world  # this rank's share of the global batch
-        self.per_epoch = n // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int, device) -> torch.Tensor:
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self.perm, self.epoch = torch.randperm(self.n, generator=gen).to(device), epoch
-        start = i * self.batch_size + self.rank * self.local
-        return self.perm[start:start + self.local]
+def quiet_worker(worker_id: int):
+    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which finishes its iteration and checkpoints."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def augment(data: torch.Tensor, idx: torch.Tensor, size: int) -> torch.Tensor:
-    """Random size x size crop and random horizontal flip, the same for input and target (official get_params), drawn
-    per image from the global RNG on the device (no host sync); returns float (B, 6, size, size) in [-1, 1]."""
-    b, load, dev = len(idx), data.shape[-1], data.device
+def epoch_batches(n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0):
+    """This rank's minibatch indices from global step `start` on, without end: epoch e is one permutation seeded by
+    (seed, e) (the order depends only on batches consumed: exact resume); rank r takes slice r of each global batch."""
+    local, per_epoch = batch_size // world, n // batch_size
+    for step in itertools.count(start):
+        epoch, i = divmod(step, per_epoch)
+        if i == 0 or step == start:
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        first = i * batch_size + rank * local
+        yield perm[first:first + local].tolist()
+
+
+def augment(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """Random crop and horizontal flip, the same for input and target (official get_params), per image from the global
+    RNG on the batch's device (no host sync): uint8 (B, 6, load, load) -> float (B, 6, size, size) in [-1, 1]."""
+    b, load, dev = len(batch), batch.shape[-1], batch.device
     offset = torch.randint(0, load - size + 1, (2, b, 1), device=dev)
     ar = torch.arange(size, device=dev)
     rows, cols = offset[0] + ar, offset[1] + ar  # (B, size)
     cols = torch.where(torch.rand(b, 1, device=dev) < 0.5, cols.flip(1), cols)
-    ch = torch.arange(data.shape[1], device=dev)
-    return normalise(data[idx[:, None, None, None], ch[None, :, None, None], rows[:, None, :, None],
-                          cols[:, None, None, :]])
+    ch, i = torch.arange(batch.shape[1], device=dev), torch.arange(b, device=dev)
+    return normalise(batch[i[:, None, None, None], ch[None, :, None, None], rows[:, None, :, None],
+                           cols[:, None, None, :]])
 
 
 class UnetBlock(nn.Module):
@@ -263,7 +275,7 @@ class UnetGenerator(nn.Module):
 
     def __init__(self, img_size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3):
         super().__init__()
-        depth = int(math.log2(img_size))
+        depth = img_size.bit_length() - 1  # log2
         ch = lambda i: ngf * min(2 ** i, 8)  # inner channels of level i (0 = outermost)
         block = None
         for i in reversed(range(depth)):
@@ -315,8 +327,7 @@ def generator_loss(fake_logits, fake, target, lambda_l1: float):
 
 
 def lr_lambda(epochs: int, epochs_decay: int):
-    """Official 'linear' policy: factor 1 for the first epochs - epochs_decay epochs (0-based e), then linear decay,
-    reaching 0 after the last epoch: 1 - max(0, e + 1 - n_const) / (epochs_decay + 1)."""
+    """Official 'linear' policy, 0-based epoch e: 1 - max(0, e + 1 - n_const) / (epochs_decay + 1), 0 after the end."""
     return lambda e: 1.0 - max(0, e + 1 - (epochs - epochs_decay)) / (epochs_decay + 1)
 
 
@@ -329,9 +340,8 @@ def test_mode(g: nn.Module, dropout: bool, batch_stats: bool, seed: int, device)
     for m in g.modules():
         if isinstance(m, (nn.Dropout, nn.BatchNorm2d)):
             m.train(dropout if isinstance(m, nn.Dropout) else batch_stats)
-    devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             yield
     finally:
@@ -340,9 +350,35 @@ def test_mode(g: nn.Module, dropout: bool, batch_stats: bool, seed: int, device)
         g.train()
 
 
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU whatever wrote it (RNG states must be CPU tensors); unreadable: one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+
+
+def load_state(obj, state: dict):
+    """load_state_dict; an optimiser keeps this run's `fused` setting (fused Adam on CUDA), not the writer's."""
+    if isinstance(obj, torch.optim.Optimizer):
+        for saved, group in zip(state["param_groups"], obj.param_groups, strict=True):
+            saved["fused"] = group["fused"]
+    obj.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
+    ckpt = load_checkpoint(args.resume) if args.resume else None
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     distributed = world > 1  # launched by torchrun; a plain `python pix2pix.py` never takes a distributed path
 
@@ -352,64 +388,77 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed + rank)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
+    cuda = torch.cuda.is_available() and args.cuda
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
     if distributed:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if cuda:
             torch.cuda.set_device(device)
-        dist.init_process_group(args.backend or ("nccl" if device.type == "cuda" else "gloo"))
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        dist.init_process_group("nccl" if cuda else "gloo")
+    fmt = torch.channels_last if cuda else torch.contiguous_format
 
-    # Data: the whole training set on the device as one uint8 tensor at load size; crops/flips happen there
+    # Data: a small training split lives on the device as one uint8 tensor at load size (no host copy); a larger one
+    # streams from disk through one DataLoader for the whole run. Crops and flips happen on the device either way.
     load_size = args.img_size * 286 // 256  # official load_size 286 for crop_size 256
     n_batches = total_iters = 0
     if args.input_dir is None:
-        train, grid_data, eval_data = load_data(args, load_size)
-        data = train.to(device)  # (N, 6, load, load) uint8: input | target channels
-        n_batches = len(data) // args.batch_size
+        train_files, grid_files, eval_files = find_data(args, rank)
+        n_batches = len(train_files) // args.batch_size
         if n_batches == 0:
-            fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
+            fail(f"--batch-size {args.batch_size} exceeds the {len(train_files)} training images")
         total_iters = min(args.epochs * n_batches, args.max_iters or args.epochs * n_batches)
-        batches = EpochBatches(len(data), args.batch_size, args.seed, rank, world)
-        grid_data = grid_data.to(device)
+        grid_data = read_pairs(grid_files, args.img_size, args.direction).to(device)
+        n_eval = max(args.num_eval_samples, EVAL_IMAGES if args.eval_interval else 0)
+        eval_data = read_pairs(eval_files[:n_eval], args.img_size, args.direction) if n_eval else None  # on the host
 
     generator = UnetGenerator(args.img_size, args.ngf).apply(init_weights).to(device, memory_format=fmt)
     discriminator = PatchDiscriminator(args.ndf, args.n_layers_d).apply(init_weights).to(device, memory_format=fmt)
     optimizer_g, optimizer_d = [torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
-                                                 fused=device.type == "cuda") for net in (generator, discriminator)]
+                                                 fused=cuda) for net in (generator, discriminator)]
     scheduler_g, scheduler_d = [torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.epochs, args.epochs_decay))
                                 for opt in (optimizer_g, optimizer_d)]  # stepped once per epoch
 
     state = {"generator": generator, "discriminator": discriminator, "optimizer_g": optimizer_g,
              "optimizer_d": optimizer_d, "scheduler_g": scheduler_g, "scheduler_d": scheduler_d}
-    iteration = 0  # generator updates done (= minibatches consumed)
-    run_dir = None
-    if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+    iteration, train_seconds, run_dir = 0, 0.0, None  # generator updates (= minibatches) done, training time so far
+    if ckpt is not None:
         try:
             for k, v in state.items():
-                v.load_state_dict(ckpt[k])
-        except (KeyError, RuntimeError, ValueError) as e:
+                load_state(v, ckpt[k])
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, run_dir = ckpt["iteration"], os.path.dirname(os.path.abspath(args.resume))
-        if rank < len(ckpt["rng"]):  # each rank's own RNG streams
-            rng = ckpt["rng"][rank]
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if device.type == "cuda" and rng["cuda"] is not None:
-                torch.cuda.set_rng_state(rng["cuda"])
+        iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
+        if rank < len(ckpt["rng"]):  # each rank's own torch RNG streams (the only ones drawn from), CPU tensors
+            torch.set_rng_state(ckpt["rng"][rank]["torch"])
+            if cuda and ckpt["rng"][rank]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"], device)
+
+    if total_iters and not args.eval_only:  # this rank's minibatches (uint8, load size) from the resumed step on
+        sampler = epoch_batches(len(train_files), args.batch_size, args.seed, rank, world, start=iteration)
+        if len(train_files) * 6 * load_size ** 2 <= args.in_memory_limit_mb * 2 ** 20:
+            data = torch.empty(len(train_files), 6, load_size, load_size, dtype=torch.uint8, device=device)
+            for i, path in enumerate(train_files):
+                data[i] = read_ab(path, load_size, args.direction)  # (6, load, load): input | target channels
+            batches = (data[torch.tensor(idx).to(device, non_blocking=True)] for idx in sampler)
+        else:  # workers decode whole batches; the generator keeps the loader's seed draw off the global RNG
+            batches = iter(torch.utils.data.DataLoader(
+                train_files, batch_sampler=sampler, num_workers=args.num_workers, pin_memory=cuda,
+                collate_fn=functools.partial(read_pairs, size=load_size, direction=args.direction),
+                persistent_workers=args.num_workers > 0, worker_init_fn=quiet_worker,
+                generator=torch.Generator().manual_seed(args.seed)))
+
     g_train, d_train, d_frozen = generator, discriminator, discriminator
     if distributed:  # gradients averaged over the ranks; D's G-step pass goes through the plain module (frozen)
-        ids = [device.index] if device.type == "cuda" else None
-        g_train, d_train = DDP(generator, device_ids=ids), DDP(discriminator, device_ids=ids)
+        g_train, d_train = DDP(generator), DDP(discriminator)  # each on this rank's one device
     if args.compile:
         g_train, d_train, d_frozen = torch.compile(g_train), torch.compile(d_train), torch.compile(d_frozen)
 
     # TRY NOT TO MODIFY: run folder and logging, rank 0 only (a resumed run keeps writing into its own folder)
-    if run_dir is None:
-        run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    writer = None
+    run_dir = run_dir or f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if rank == 0:
         os.makedirs(f"{run_dir}/samples", exist_ok=True)
         writer = SummaryWriter(run_dir)
@@ -419,15 +468,13 @@ if __name__ == "__main__":
     chunk = args.batch_size // world if args.test_batch_stats else 32  # test-time batch: the per-rank training batch
 
     def save_checkpoint():
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        rngs = [rng]
-        if distributed:
-            rngs = [None] * world
-            dist.all_gather_object(rngs, rng)
+        rngs = [{"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if cuda else None}] * world
+        if distributed:  # every rank's own streams
+            dist.all_gather_object(rngs, rngs[rank])
         if rank == 0:
             torch.save({**{k: v.state_dict() for k, v in state.items()}, "iteration": iteration, "step": iteration,
-                        "epoch": iteration // n_batches, "args": asdict(args), "rng": rngs}, ckpt_path + ".tmp")
+                        "epoch": iteration // n_batches, "args": asdict(args), "rng": rngs,
+                        "train_seconds": train_seconds + time.time() - start_time - eval_seconds}, ckpt_path + ".tmp")
             os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic
 
     def write_samples():
@@ -439,18 +486,30 @@ if __name__ == "__main__":
         torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
         writer.add_image("samples", grid, iteration)
 
-    stop_requested = False
+    def write_translations(path: str, pairs: torch.Tensor, **extra):
+        """inputs, outputs, targets (uint8) of eval-split pairs in test mode (RNG fork seeded seed + 1), atomically."""
+        with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed + 1, device):
+            outputs = translate(generator, pairs[:, :3].to(device), chunk)
+        outputs = ((outputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        with open(path + ".tmp", "wb") as f:
+            np.savez_compressed(f, inputs=pairs[:, :3].numpy(), outputs=outputs, targets=pairs[:, 3:].numpy(), **extra)
+        os.replace(path + ".tmp", path)
 
-    def on_sigint(signum, frame):
-        global stop_requested
-        stop_requested = True
+    stop_signal = None
 
-    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    def on_stop_signal(signum, frame):
+        global stop_signal
+        stop_signal = signum
+
+    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
+    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
     # ALGO LOGIC: Eq. 4, alternating one D step and one G step per minibatch (Section 3.3)
-    start_time, start_iter = time.time(), iteration
-    while iteration < total_iters and not args.eval_only:
-        real_ab = augment(data, batches.get(iteration, device), args.img_size).contiguous(memory_format=fmt)
+    if rank == 0:
+        print(f"pix2pix.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds, stop = time.time(), iteration, 0.0, None
+    while iteration < total_iters and not args.eval_only and not stop:
+        real_ab = augment(next(batches).to(device, non_blocking=True), args.img_size).contiguous(memory_format=fmt)
         real_a, real_b = real_ab[:, :3], real_ab[:, 3:]  # input x, target y in [-1, 1]
         fake_b = g_train(real_a)  # G(x); the noise z is the dropout inside G (Section 3.1)
 
@@ -475,27 +534,27 @@ if __name__ == "__main__":
             scheduler_g.step(), scheduler_d.step()
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        stop = stop_requested and not distributed  # under torchrun the ranks agree on stopping at log points
+        stopping = stop_signal  # read once: a signal that lands after this line stops a later iteration
+        stop = None if distributed else stopping  # under torchrun the ranks agree on stopping at log points
         at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop
         if iteration % args.log_interval == 0 or at_checkpoint:
-            stats = torch.stack([d_loss, g_loss, g_gan, l1_loss, torch.sigmoid(real_logits).mean(), torch.sigmoid(
-                fake_logits).mean(), torch.tensor(float(stop_requested), device=device)]).detach()
-            if distributed:  # mean over ranks, so that every rank takes the same decisions
+            stats = torch.stack([d_loss, g_loss, g_gan, l1_loss, torch.sigmoid(real_logits).mean(),
+                                 torch.sigmoid(fake_logits).mean()]).detach()
+            if distributed:  # mean over ranks, and the signal any rank got, so that every rank decides the same
+                sig = torch.tensor(stopping or 0, device=device)
                 dist.all_reduce(stats)
-                stats = stats / world
-            d_l, g_l, g_g, l1_l, d_real, d_fake, stop_frac = stats.tolist()
-            stop = stop_frac > 0
-            at_checkpoint = at_checkpoint or stop
+                dist.all_reduce(sig, op=dist.ReduceOp.MAX)
+                stats, stop = stats / world, int(sig) or None
+                at_checkpoint = at_checkpoint or stop
+            d_l, g_l, g_g, l1_l, d_real, d_fake = stats.tolist()
             losses = {"d_loss": d_l, "g_loss": g_l, "g_gan": g_g, "l1_loss": l1_l}
             if not all(np.isfinite(v) for v in losses.values()):
-                fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
-                     f" the last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}",
-                     1)
-            elapsed = time.time() - start_time
-            its = (iteration - start_iter) / elapsed
+                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
+                fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
+            its = (iteration - start_iter) / (time.time() - start_time)
             if rank == 0:
                 for k, v in {**{f"losses/{k}": v for k, v in losses.items()}, "charts/d_real": d_real,
-                             "charts/d_fake": d_fake, "charts/SPS": int(its * args.batch_size),
+                             "charts/d_fake": d_fake, "charts/SPS": its * args.batch_size,
                              "charts/learning_rate": optimizer_g.param_groups[0]["lr"]}.items():
                     writer.add_scalar(k, v, iteration)
                 print(f"iter {iteration}/{total_iters} | epoch {iteration // n_batches} | d_loss {d_l:.4f} | g_loss "
@@ -503,42 +562,39 @@ if __name__ == "__main__":
                       flush=True)
         if iteration % args.sample_interval == 0 and rank == 0:
             write_samples()
+        if args.eval_interval and iteration % args.eval_interval == 0 and rank == 0:  # quality over time
+            if cuda:
+                torch.cuda.synchronize(device)  # the training seconds exclude the time spent here
+            t0 = time.time()
+            write_translations(f"{run_dir}/samples_{iteration:07d}.npz", eval_data[:EVAL_IMAGES], iteration=iteration,
+                               train_seconds=train_seconds + t0 - start_time - eval_seconds)
+            eval_seconds += time.time() - t0
         if at_checkpoint:
             save_checkpoint()
-        if stop:
-            if rank == 0:
-                print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+    batches = None  # ends the DataLoader's workers
 
-    if distributed:  # every rank ends with the same weights: print a checksum that a test can compare
+    if distributed:  # every rank ends (or stops) with the same weights: each prints a checksum that tests compare
         digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in generator.parameters()))
-        print(f"rank {rank}: generator sha256 {digest.hexdigest()}", flush=True)
+        print(f"rank {rank}: iteration {iteration}, generator sha256 {digest.hexdigest()}", flush=True)
         dist.destroy_process_group()
-        if rank != 0:
-            sys.exit(0)
+    if stop:
+        if rank == 0:
+            print(f"stopped by {signal.Signals(stop).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
+        sys.exit(128 + stop)
+    if rank != 0:
+        sys.exit(0)
 
     if args.input_dir is not None:  # translate a folder of single-domain images of any size
-        paths = list_images(args.input_dir)
-        if not paths:
-            fail(f"--input-dir {args.input_dir}: no {'/'.join(IMG_EXT)} images found there", 1)
         os.makedirs(f"{run_dir}/translated", exist_ok=True)
         with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed + 1, device):
-            for p in paths:
+            for p in list_images(args.input_dir):
                 out = generator(normalise(resize(read_rgb(p), args.img_size)[None].to(device)))
                 name = os.path.splitext(os.path.basename(p))[0]
                 torchvision.utils.save_image(out * 0.5 + 0.5, f"{run_dir}/translated/{name}.png")
-        writer.close()
-        print(f"done: {len(paths)} images translated into {run_dir}/translated")
-        sys.exit(0)
-
-    # Final artefacts: grid and translations.npz over the test split (val where there is none) for the benchmark
-    write_samples()
-    if eval_data is not None:
-        with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed + 1, device):
-            outputs = translate(generator, eval_data[:, :3].to(device), chunk)
-        outputs = ((outputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        with open(f"{run_dir}/translations.npz.tmp", "wb") as f:
-            np.savez_compressed(f, inputs=eval_data[:, :3].numpy(), outputs=outputs, targets=eval_data[:, 3:].numpy())
-        os.replace(f"{run_dir}/translations.npz.tmp", f"{run_dir}/translations.npz")
+    else:  # final artefacts: grid and translations.npz over the test split (val where there is none)
+        print(f"writing the final sample grid and translations.npz to {run_dir}", flush=True)
+        write_samples()
+        if args.num_eval_samples:
+            write_translations(f"{run_dir}/translations.npz", eval_data[:args.num_eval_samples])
     writer.close()
     print(f"done: {iteration} iterations; artefacts in {run_dir}")

@@ -1,28 +1,39 @@
-"""pix2pix.py: paper-critical pieces, smoke run, determinism, exact resume, eval-only, bad input, torchrun/DDP."""
+"""pix2pix.py: paper-critical pieces and losses, learning signal, smoke run, SIGTERM and exact resume (in memory and
+streaming), eval files, eval-only, bad input, downloads, torchrun/DDP."""
 import hashlib
 import os
 import re
+import selectors
+import signal
 import subprocess
 import sys
-import urllib.request
+import tarfile
+import time
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from helpers import (
     check_bad_input,
-    check_smoke,
+    check_corrupt_resume,
+    check_eval_interval,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     load_script,
     losses,
     only_run_dir,
     read_scalars,
+    read_tags,
     run_inprocess,
+    scalar_means,
     script_path,
 )
 
 p2p = load_script("pix2pix")
-SMALL = ["--img-size", 32, "--ngf", 4, "--ndf", 4, "--log-interval", 1]
+SMALL = ["--no-cuda", "--img-size", 32, "--ngf", 4, "--ndf", 4, "--log-interval", 1]
+STREAM = ["--in-memory-limit-mb", 0]  # every training set streams from disk
 TAGS = ["losses/g_gan", "losses/l1_loss", "charts/learning_rate"]
 
 
@@ -114,7 +125,7 @@ def test_ab_split_and_direction(tmp_path):
 def test_augment_crops_and_flips_input_and_target_together():
     torch.manual_seed(0)
     img = torch.arange(10 * 10, dtype=torch.uint8).view(1, 1, 10, 10).expand(3, 6, 10, 10).contiguous()
-    out = p2p.augment(img, torch.arange(3), 8)
+    out = p2p.augment(img, 8)
     assert out.shape == (3, 6, 8, 8)
     torch.testing.assert_close(out[:, :3], out[:, 3:])  # same crop and flip for input and target
     src = p2p.normalise(img[0, 0])
@@ -122,32 +133,35 @@ def test_augment_crops_and_flips_input_and_target_together():
     windows += [w.flip(1) for w in windows]
     for k in range(3):
         assert any(torch.equal(out[k, 0], w) for w in windows)
-    many = p2p.augment(img[:1].expand(40, 6, 10, 10), torch.zeros(40, dtype=torch.long), 8)
+    many = p2p.augment(img[:1].expand(40, 6, 10, 10), 8)
     flipped = (many[:, 0, 0, 0] > many[:, 0, 0, 1]).float().mean()
     assert 0.2 < flipped < 0.8  # random horizontal flip with p = 0.5
 
 
-def test_epoch_batches_split_the_global_batch_across_ranks():
-    single = p2p.EpochBatches(10, 4, seed=3)
-    r0, r1 = p2p.EpochBatches(10, 4, 3, rank=0, world=2), p2p.EpochBatches(10, 4, 3, rank=1, world=2)
-    for step in range(5):
-        a, b = r0.get(step, "cpu"), r1.get(step, "cpu")
-        assert len(a) == len(b) == 2 and not set(a.tolist()) & set(b.tolist())
-        assert torch.equal(torch.cat([a, b]), single.get(step, "cpu"))
-    assert single.per_epoch == 2
+def test_epoch_batches_split_the_global_batch_and_restart_anywhere():
+    take = lambda it, k: [next(it) for _ in range(k)]
+    single = take(p2p.epoch_batches(10, 4, seed=3), 7)
+    r0, r1 = take(p2p.epoch_batches(10, 4, 3, rank=0, world=2), 7), take(p2p.epoch_batches(10, 4, 3, 1, 2), 7)
+    for a, b, s in zip(r0, r1, single, strict=True):
+        assert len(a) == len(b) == 2 and not set(a) & set(b) and a + b == s
+    assert single[0:2] != single[2:4]  # each epoch its own permutation
+    assert all(len(set(single[e] + single[e + 1])) == 8 for e in (0, 2, 4))  # 2 batches per epoch, no repeats
+    for start in (1, 2, 5):  # a resumed run draws exactly the batches the uninterrupted one drew from there on
+        assert take(p2p.epoch_batches(10, 4, 3, start=start), 7 - start) == single[start:]
 
 
 def test_test_split_never_enters_training_and_val_feeds_the_grid(tmp_path):
     root = make_ab_dataset(tmp_path / "d", n_train=3, n_test=2, n_val=1)
     args = p2p.Args(dataset="folder", data_dir=str(root), img_size=32, direction="AtoB", num_eval_samples=100)
-    train, grid, evals = p2p.load_data(args, 35)
-    assert train.shape == (3, 6, 35, 35) and grid.shape == (1, 6, 32, 32) and evals.shape == (2, 6, 32, 32)
-    assert train[:, :3].float().mean(dim=(1, 2, 3)).max() < 120  # train A is dark
-    assert evals[:, :3].float().mean(dim=(1, 2, 3)).min() > 180 and grid[:, :3].float().mean() > 180
+    train, grid, evals = p2p.find_data(args)
+    assert [len(train), len(grid), len(evals)] == [3, 1, 2]
+    assert {os.path.basename(os.path.dirname(p)) for p in train} == {"train"}
+    assert os.path.dirname(grid[0]).endswith("val") and {os.path.dirname(p)[-4:] for p in evals} == {"test"}
+    pairs = p2p.read_pairs(train, 35, "AtoB")
+    assert pairs.shape == (3, 6, 35, 35) and pairs[:, :3].float().mean(dim=(1, 2, 3)).max() < 120  # train A is dark
     (root / "val" / "0.jpg").unlink()
     (root / "val").rmdir()
-    _, grid, _ = p2p.load_data(args, 35)  # no val/: the grid comes from the test split
-    assert grid.shape == (2, 6, 32, 32)
+    assert p2p.find_data(args)[1] == evals  # no val/: the grid comes from the test split
 
 
 def test_test_mode_has_no_side_effects_and_keeps_dropout():
@@ -169,14 +183,61 @@ def test_test_mode_has_no_side_effects_and_keeps_dropout():
     assert torch.equal(rng, torch.get_rng_state()) and g.training
 
 
+def test_discriminator_loss_is_half_the_two_bce_terms():
+    real, fake = torch.tensor([[2.0, -1.0], [0.5, 0.0]]), torch.tensor([[-3.0, 1.0], [0.0, 2.0]])
+    expected = 0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean())  # -log sigmoid(r), -log(1 - sigmoid(f))
+    torch.testing.assert_close(p2p.discriminator_loss(real, fake), expected)
+    zeros = torch.zeros(1, 1, 30, 30)  # D undecided: each term is log 2, and the halved sum is log 2, not 2 log 2
+    assert p2p.discriminator_loss(zeros, zeros).item() == pytest.approx(np.log(2))
+    assert p2p.discriminator_loss(real + 5, fake - 5) < p2p.discriminator_loss(real, fake)  # D right: lower loss
+
+
+def test_generator_loss_is_non_saturating_gan_term_plus_lambda_l1():
+    logits = torch.tensor([[1.0, -2.0, 0.5]])
+    fake, target = torch.full((1, 3, 2, 2), 0.25), torch.full((1, 3, 2, 2), -0.25)
+    total, gan, l1 = p2p.generator_loss(logits, fake, target, 100.0)
+    torch.testing.assert_close(gan, F.softplus(-logits).mean())  # -log D(x, G(x))
+    assert l1.item() == pytest.approx(0.5) and total.item() == pytest.approx(gan.item() + 100 * 0.5)
+    assert p2p.generator_loss(logits, fake, target, 0.0)[0].item() == pytest.approx(gan.item())
+
+
+@pytest.mark.parametrize("lambda_l1", [0.0, 100.0])
+def test_generator_step_lowers_its_loss_against_the_d_it_saw(lambda_l1):
+    """lambda 0: the adversarial term alone; lambda 100: the paper's total. D is frozen and in train mode (batch
+    statistics), as in the loop's G step, with PyTorch's default init (the official one starts D at 1/2 everywhere)."""
+    torch.manual_seed(0)
+    g, d = p2p.UnetGenerator(32, ngf=4).apply(p2p.init_weights), p2p.PatchDiscriminator(8, 3).requires_grad_(False)
+    g.eval()  # no dropout and fixed BatchNorm statistics in G: one deterministic objective
+    x, y = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
+    loss = lambda: p2p.generator_loss(d(torch.cat([x, g(x)], 1)), g(x), y, lambda_l1)[0]
+    before = loss().item()
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    for _ in range(10):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < before - 2e-3, (before, loss().item())
+
+
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run_and_lr_schedule_per_epoch(tmp_path, ab_root):
-    flags = [*base(ab_root), "--epochs", 2, "--epochs-decay", 1, "--sample-interval", 4]
-    run, data, proc = check_smoke("pix2pix", flags, tmp_path, TAGS, artefact="translations.npz", n_eval=10)
+    """check_smoke's checks, in-process (the SIGTERM and torchrun tests run the script as a real process)."""
+    flags = [*base(ab_root), "--epochs", 2, "--epochs-decay", 1, "--sample-interval", 4, "--num-eval-samples", 10]
+    rc, out, err = run_inprocess("pix2pix", flags, tmp_path)
+    assert rc == 0, err[-3000:]
+    run = only_run_dir(tmp_path)
+    tags = read_tags(run)
+    for tag in ["losses/d_loss", "losses/g_loss", "charts/d_real", "charts/d_fake", "charts/SPS", *TAGS]:
+        assert tag in tags["scalars"], tag
+    assert "samples" in tags["images"] and "hyperparameters/text_summary" in tags["tensors"]
+    assert (run / "checkpoint.pt").exists() and not list(run.glob("*.tmp"))
+    data = np.load(run / "translations.npz")
     for key in ["inputs", "outputs", "targets"]:
         assert data[key].dtype == np.uint8 and data[key].shape == (2, 3, 32, 32)  # capped at the 2 test images
     assert data["inputs"].mean() < 128 < data["targets"].mean()  # BtoA: input = B = 255 - A, target = A (test A high)
-    assert "iter 8/8" in proc.stdout and "ETA" in proc.stdout
+    assert out.startswith(f"pix2pix.py: cpu, run folder runs/{run.name}, iterations 0 -> 8\n")
+    assert "iter 8/8" in out and "ETA" in out and "writing the final sample grid" in out
+    assert any(v != int(v) for _, v in read_scalars(run)["charts/SPS"])  # a float, not truncated by int()
     lr = dict(read_scalars(run)["charts/learning_rate"])
     assert lr[3] == pytest.approx(2e-4) and lr[4] == pytest.approx(1e-4) and lr[8] == pytest.approx(0.0)
     grid = torchvision.io.decode_image(str(run / "samples" / "0000004.png"))
@@ -187,23 +248,50 @@ def test_smoke_run_and_lr_schedule_per_epoch(tmp_path, ab_root):
     p2p.PatchDiscriminator(4, 3).load_state_dict(ckpt["discriminator"])
 
 
-def test_determinism_and_exact_resume_across_an_epoch_boundary(tmp_path, ab_root):
-    full, half = tmp_path / "full", tmp_path / "half"
-    full.mkdir(), half.mkdir()
-    common = [*base(ab_root), "--num-eval-samples", 0, "--epochs", 2, "--epochs-decay", 1]
-    assert run_inprocess("pix2pix", [*common, "--max-iters", 6], full)[0] == 0
-    assert run_inprocess("pix2pix", [*common, "--max-iters", 3], half)[0] == 0
-    run = only_run_dir(half)
-    rc, out, err = run_inprocess("pix2pix", [*common, "--max-iters", 6, "--resume", run / "checkpoint.pt"], half)
-    assert rc == 0, err
+def test_sigterm_checkpoint_resumes_exactly_while_streaming(tmp_path, ab_root, monkeypatch):
+    """Streaming from disk (threshold 0, one persistent worker), batch 2 (2 batches per epoch, so the 2 resumed
+    iterations cross an epoch boundary) and an lr that decays every epoch: SIGTERM, then --resume continues exactly."""
+    flags = [*base(ab_root), *STREAM, "--num-workers", 1, "--batch-size", 2, "--epochs-decay", 199]
     tags = ("losses/d_loss", "losses/g_loss", "losses/l1_loss", "charts/learning_rate")
-    a, b = losses(only_run_dir(full), tags), losses(run, tags)
-    assert [s for s, _ in a["losses/d_loss"]] == list(range(1, 7))
-    assert a == b  # 3 + resumed 3 == 6 in one go, value for value (augmentation RNG and lr schedule included)
-    wa = torch.load(only_run_dir(full) / "checkpoint.pt", weights_only=False)
-    wb = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert all(torch.equal(wa["generator"][k], wb["generator"][k]) for k in wa["generator"])
-    assert wa["scheduler_g"] == wb["scheduler_g"]
+    stopped_at, run = check_sigterm_and_exact_resume("pix2pix", flags, tmp_path, monkeypatch, tags=tags)
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == (stopped_at + 2) // 2
+
+
+def test_streaming_feeds_the_same_pairs_as_the_tensor_on_the_device(tmp_path, ab_root):
+    """Below and above --in-memory-limit-mb the data order and the crops are the same: identical runs."""
+    runs = []
+    for name, extra in [("memory", []), ("stream", [*STREAM, "--num-workers", 0])]:
+        cwd = tmp_path / name
+        cwd.mkdir()
+        flags = [*base(ab_root), *extra, "--max-iters", 5, "--num-eval-samples", 0]
+        rc, out, err = run_inprocess("pix2pix", flags, cwd)
+        assert rc == 0, err[-2000:]
+        runs.append(losses(only_run_dir(cwd), ("losses/d_loss", "losses/l1_loss")))
+    assert runs[0] == runs[1]
+
+
+def test_learning_signal_d_separates_real_from_fake_and_l1_falls(tmp_path, ab_root):
+    """Guards the loop's call sites: after 40 updates at the paper's lr D scores real pairs above G's (measured: by
+    0.74) and the L1 term has fallen (by 20%). With real and fake swapped in discriminator_loss's call, D(real) <
+    D(fake) (measured: by 0.79) and this fails."""
+    flags = [*base(ab_root), "--ngf", 8, "--ndf", 8, "--max-iters", 40, "--num-eval-samples", 0]
+    assert run_inprocess("pix2pix", flags, tmp_path)[0] == 0
+    l1 = [v for _, v in read_scalars(only_run_dir(tmp_path))["losses/l1_loss"]]
+    m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=5)
+    assert m["charts/d_real"] - m["charts/d_fake"] > 0.3, m
+    assert np.mean(l1[-5:]) < 0.9 * np.mean(l1[:5]), l1
+
+
+def test_eval_interval_writes_translations_and_leaves_training_unchanged(tmp_path, ab_root):
+    files = check_eval_interval("pix2pix", base(ab_root), tmp_path)
+    for key in ("inputs", "outputs", "targets"):  # the 2 test images (first min(50, n))
+        assert files[0][key].shape == (2, 3, 32, 32) and files[0][key].dtype == np.uint8
+    assert np.array_equal(files[0]["inputs"], files[1]["inputs"]) and not np.array_equal(files[0]["outputs"],
+                                                                                            files[1]["outputs"])
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, ab_root):
+    check_corrupt_resume("pix2pix", base(ab_root), tmp_path)
 
 
 def test_eval_only_and_input_dir(tmp_path, ab_root):
@@ -244,19 +332,16 @@ def test_bad_arguments_exit_2(tmp_path, ab_root, flags, mention):
 
 
 def test_missing_data_exits_1(tmp_path):
-    line = check_bad_input("pix2pix", ["--data-dir", tmp_path / "empty", "--no-download"], tmp_path, 1, "facades")
+    flags = ["--no-cuda", "--data-dir", tmp_path / "empty", "--no-download"]
+    line = check_bad_input("pix2pix", flags, tmp_path, 1, "facades")
     assert str(tmp_path / "empty" / "facades" / "train") in line and "--data-dir" in line
-    line = check_bad_input("pix2pix", ["--dataset", "cityscapes", "--data-dir", tmp_path], tmp_path, 1, "cityscapes")
+    flags = ["--no-cuda", "--dataset", "cityscapes", "--data-dir", tmp_path]
+    line = check_bad_input("pix2pix", flags, tmp_path, 1, "cityscapes")
     assert "cannot be downloaded" in line
 
 
-def test_failed_download_exits_1_and_leaves_nothing(tmp_path, monkeypatch):
-    def offline(*a, **k):
-        raise urllib.error.URLError("offline")
-
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
-    line = check_bad_input("pix2pix", ["--data-dir", tmp_path / "data"], tmp_path, 1, "download failed")
-    assert "facades" in line and not (tmp_path / "data").exists()
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    check_failed_download_leaves_nothing("pix2pix", SMALL, tmp_path, monkeypatch)
 
 
 def test_resume_that_does_not_match_exits_2(tmp_path, ab_root):
@@ -286,19 +371,53 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, ab_root, monk
     assert all(torch.isfinite(v).all() for v in ckpt["generator"].values())
 
 
-def test_torchrun_two_cpu_ranks_end_with_identical_weights(tmp_path, ab_root):
-    """DDP on gloo: global batch 2 split 1 + 1; both ranks print a checksum of their generator parameters."""
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> str:
+    """Read the child's stdout until a line holds `needle` and return what was read; fails if it never comes."""
+    sel, deadline, seen = selectors.DefaultSelector(), time.time() + timeout, []
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    while time.time() < deadline and proc.poll() is None:
+        if sel.select(timeout=1):
+            seen.append(proc.stdout.readline())
+            if needle in seen[-1]:
+                return "".join(seen)
+    proc.kill()
+    raise AssertionError(f"never printed {needle!r}: {''.join(seen)[-2000:]} {proc.stderr.read()[-2000:]}")
+
+
+def test_torchrun_two_cpu_ranks_download_once_and_stop_together_on_sigterm(tmp_path):
+    """Two gloo ranks, --download from a local mirror holding the official archive layout: rank 0 alone fetches and
+    unpacks (atomically), rank 1 waits; one intact copy, no temporary folder. Then DDP with the global batch 2 split
+    1 + 1 until SIGTERM reaches torchrun, which passes it on: both ranks stop at the same iteration with the same
+    weights, and rank 0 writes the checkpoint."""
+    src = make_ab_dataset(tmp_path / "src" / "facades")
+    (tmp_path / "mirror").mkdir()
+    with tarfile.open(tmp_path / "mirror" / "facades.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="facades")
+    data = tmp_path / "data"
+    flags = ["--download", "--mirror", (tmp_path / "mirror").as_uri(), "--data-dir", data, *SMALL, "--batch-size", 2,
+             "--max-iters", 100000, "--checkpoint-interval", 100000, "--num-eval-samples", 0]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           script_path("pix2pix"), *map(str, base(ab_root)), "--batch-size", "2", "--max-iters", "2",
-           "--num-eval-samples", "0"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sums = dict(re.findall(r"rank (\d): generator sha256 ([0-9a-f]+)", proc.stdout))
-    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], proc.stdout
-    run = only_run_dir(tmp_path)  # only rank 0 writes
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+           script_path("pix2pix"), *map(str, flags)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        head = wait_for_line(proc, "iter ")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        out = head + out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.count("downloading ") == 1 and os.listdir(data) == ["facades"], (out, os.listdir(data))
+    for split in ("train", "test"):
+        names = sorted(os.listdir(src / split))
+        assert sorted(os.listdir(data / "facades" / split)) == names
+        assert all((data / "facades" / split / n).read_bytes() == (src / split / n).read_bytes() for n in names)
+    sums = dict(re.findall(r"rank (\d): (iteration \d+, generator sha256 \w+)", out))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], (out, err[-3000:])
+    assert err.count("stopped by SIGTERM: checkpoint written to") == 1, err[-3000:]
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)  # only rank 0 writes
     g = p2p.UnetGenerator(32, 4)
     g.load_state_dict(ckpt["generator"])
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in g.parameters())).hexdigest()
-    assert digest == sums["0"] and ckpt["iteration"] == 2 and len(ckpt["rng"]) == 2
+    assert sums["0"] == f"iteration {ckpt['iteration']}, generator sha256 {digest}" and len(ckpt["rng"]) == 2
