@@ -1,26 +1,46 @@
-"""wgan_gp.py: the gradient penalty (Eq. 3), interpolates, no BatchNorm, Adam(1e-4, 0, 0.9), runs, resume, bad input."""
+"""wgan_gp.py: the gradient penalty (Eq. 3), interpolates, no BatchNorm, Adam(1e-4, 0, 0.9), learning signal, folder
+streaming, SIGTERM and exact resume, eval interval, bad input."""
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from helpers import (
-    ROOT,
     check_bad_input,
+    check_corrupt_resume,
+    check_eval_interval,
     check_eval_only,
-    check_exact_resume,
-    check_smoke,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     load_script,
+    losses,
     only_run_dir,
+    read_tags,
     run_inprocess,
+    scalar_means,
 )
 
 wgan_gp = load_script("wgan_gp")
-SMALL = ["--dim", 4, "--latent-dim", 8, "--batch-size", 8, "--log-interval", 1]
+SMALL = ["--dim", 4, "--latent-dim", 8, "--batch-size", 8, "--log-interval", 1, "--no-cuda"]
 
 
 def base(root):
     return ["--data-dir", root, "--no-download", *SMALL]
+
+
+def check_smoke(flags, cwd, scalar_tags, n_eval):
+    """In-process (the SIGTERM test runs the script as a user would, in a subprocess): exit 0, the contract's
+    TensorBoard tags, a PNG grid, samples.npz, a loadable checkpoint, nothing half-written."""
+    rc, out, err = run_inprocess("wgan_gp", [*flags, "--num-eval-samples", n_eval], cwd)
+    assert rc == 0, err[-3000:]
+    run = only_run_dir(cwd)
+    tags = read_tags(run)
+    for tag in ["losses/d_loss", "losses/g_loss", "charts/d_real", "charts/d_fake", "charts/SPS", *scalar_tags]:
+        assert tag in tags["scalars"], f"missing scalar {tag}: {tags['scalars']}"
+    assert "samples" in tags["images"] and "hyperparameters/text_summary" in tags["tensors"]
+    assert list((run / "samples").glob("*.png")) and (run / "checkpoint.pt").exists() and not list(run.glob("*.tmp"))
+    assert out.startswith("wgan_gp.py: cpu, run folder ") and "writing the final sample grid" in out
+    return run, np.load(run / "samples.npz"), out
 
 
 class LinearCritic(torch.nn.Module):
@@ -96,7 +116,28 @@ def test_official_mnist_architecture():
 def test_paper_defaults_and_no_clip_value():
     a = wgan_gp.Args()
     assert (a.lr, a.beta1, a.beta2, a.lambda_gp, a.n_critic, a.critic_norm) == (1e-4, 0.0, 0.9, 10.0, 5, "none")
+    assert (a.dim, a.latent_dim, a.batch_size) == (64, 128, 50)  # gan_mnist.py: DIM, noise size, BATCH_SIZE
     assert not hasattr(a, "clip_value")  # a flag that would do nothing here
+
+
+def test_wgan_losses_on_known_scores():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.5])
+    # critic: E[D(x~)] - E[D(x)] (Eq. 3 without the penalty); generator: -E[D(G(z))] (Algorithm 1, line 12)
+    torch.testing.assert_close(wgan_gp.critic_loss(real, fake), torch.tensor(-0.25 - 2.0))
+    torch.testing.assert_close(wgan_gp.generator_loss(fake), torch.tensor(0.25))
+
+
+def test_generator_step_lowers_its_loss_against_the_critic_it_saw():
+    torch.manual_seed(0)
+    g, c = wgan_gp.Generator(8, 4, 1, 28), wgan_gp.Critic(4, 1)
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.0, 0.9))
+    z = torch.randn(16, 8)
+    before = wgan_gp.generator_loss(c(g(z))).item()
+    for _ in range(3):
+        opt.zero_grad()
+        wgan_gp.generator_loss(c(g(z))).backward()
+        opt.step()
+    assert wgan_gp.generator_loss(c(g(z))).item() < before - 1e-3
 
 
 # ----------------------------------------------------------------------------- runs
@@ -130,39 +171,87 @@ def test_clip_value_flag_is_rejected(tmp_path, mnist_root):
 def test_smoke_run(tmp_path, mnist_root):
     flags = [*base(mnist_root), "--max-iters", 3, "--critic-norm", "layernorm"]
     tags = ["losses/gradient_penalty", "losses/wasserstein_estimate", "charts/grad_norm"]
-    run, data, proc = check_smoke("wgan_gp", flags, tmp_path, tags, n_eval=30)
+    run, data, out = check_smoke(flags, tmp_path, tags, n_eval=30)
     images = data["images"]
     assert images.dtype == np.uint8 and images.shape == (30, 1, 28, 28)
-    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
+    assert "iter 3/3" in out and "ETA" in out
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] == 3
     wgan_gp.Generator(8, 4, 1, 28).load_state_dict(ckpt["generator"])
     wgan_gp.Critic(4, 1, "layernorm").load_state_dict(ckpt["critic"])
 
 
-def test_fashion_mnist_and_folder_dataset(tmp_path, mnist_root):
-    import torchvision
-
+def test_fashion_mnist(tmp_path, mnist_root):
     rc, out, err = run_inprocess("wgan_gp", [*base(mnist_root), "--dataset", "fashion-mnist", "--max-iters", 1,
                                              "--num-eval-samples", 0], tmp_path)
     assert rc == 0, err
     assert only_run_dir(tmp_path).name.startswith("fashion-mnist__wgan_gp__1__")
+
+
+def test_folder_streamed_from_disk_gives_the_in_memory_run_and_resumes_exactly(tmp_path):
+    """--dataset folder (32x32, gan_cifar.py's model): held in memory (default limit) or streamed by a DataLoader
+    (limit 0, one worker process): the same batches, so the same losses and weights; a streamed run resumed halfway
+    ends identically; and samples come out at 32x32 with 3 channels."""
+    import torchvision
+
     folder = tmp_path / "imgs"
     folder.mkdir()
+    gen = torch.Generator().manual_seed(0)
     for i in range(10):
-        torchvision.io.write_png(torch.randint(0, 256, (3, 36, 30), dtype=torch.uint8), str(folder / f"{i}.png"))
-    cwd = tmp_path / "folder_run"
-    cwd.mkdir()
-    rc, out, err = run_inprocess("wgan_gp", ["--dataset", "folder", "--data-dir", folder, *SMALL, "--batch-size", 2,
-                                             "--max-iters", 1, "--num-eval-samples", 4], cwd)
-    assert rc == 0, err
-    assert np.load(only_run_dir(cwd) / "samples.npz")["images"].shape == (4, 3, 32, 32)
+        image = torch.randint(0, 256, (3, 36, 30), dtype=torch.uint8, generator=gen)
+        torchvision.io.write_png(image, str(folder / f"{i}.png"))
+    flags = ["--dataset", "folder", "--data-dir", folder, *SMALL, "--batch-size", 2, "--n-critic", 1, "--epochs", 1,
+             "--num-eval-samples", 0]
+    stream = ["--in-memory-limit-mb", 0]
+    runs = {}
+    for name, extra in [("memory", []), ("stream", [*stream, "--num-workers", 1]),
+                        ("resumed", [*stream, "--num-workers", 0])]:
+        cwd = tmp_path / name
+        cwd.mkdir()
+        if name == "resumed":
+            assert run_inprocess("wgan_gp", [*flags, *extra, "--max-iters", 2], cwd)[0] == 0
+            extra = [*extra, "--resume", only_run_dir(cwd) / "checkpoint.pt", "--num-eval-samples", 4]
+        rc, out, err = run_inprocess("wgan_gp", [*flags, *extra], cwd)
+        assert rc == 0, err
+        assert "iter 5/5" in out and ("streaming" in out) == (name != "memory")
+        runs[name] = only_run_dir(cwd)
+    ckpts = {k: torch.load(run / "checkpoint.pt", weights_only=False) for k, run in runs.items()}
+    for k in ["stream", "resumed"]:
+        assert losses(runs[k]) == losses(runs["memory"]), k
+        for net in ["generator", "critic"]:
+            assert all(torch.equal(ckpts["memory"][net][n], v) for n, v in ckpts[k][net].items()), (k, net)
+    assert np.load(runs["resumed"] / "samples.npz")["images"].shape == (4, 3, 32, 32)
 
 
-def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    check_exact_resume("wgan_gp", [*base(mnist_root), "--n-critic", 2, "--num-eval-samples", 0], tmp_path,
-                       nets=("generator", "critic"), tags=("losses/d_loss", "losses/g_loss",
-                                                           "losses/gradient_penalty", "losses/wasserstein_estimate"))
+def test_learning_signal_critic_scores_real_above_fake(tmp_path, mnist_root):
+    """Guards the training loop's call sites: after 12 iterations at the paper's settings the critic's Wasserstein
+    estimate, mean D(x) - mean D(x~) taken from the scores themselves, is clearly positive. With real and fake swapped
+    in critic_loss's call, the critic learns the opposite sign and this fails."""
+    flags = [*base(mnist_root), "--max-iters", 12, "--log-interval", 5, "--num-eval-samples", 0]
+    assert run_inprocess("wgan_gp", flags, tmp_path)[0] == 0
+    m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake", "losses/wasserstein_estimate"], 2)
+    assert m["charts/d_real"] - m["charts/d_fake"] > 0.5, m
+    assert abs(m["losses/wasserstein_estimate"] - (m["charts/d_real"] - m["charts/d_fake"])) < 1e-3, m
+
+
+def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
+    check_sigterm_and_exact_resume("wgan_gp", [*base(mnist_root), "--n-critic", 2, "--epochs", 100], tmp_path,
+                                   monkeypatch, nets=("generator", "critic"),
+                                   tags=("losses/d_loss", "losses/g_loss", "losses/gradient_penalty",
+                                         "losses/wasserstein_estimate"))
+
+
+def test_eval_interval_writes_samples_and_leaves_training_unchanged(tmp_path, mnist_root):
+    files = check_eval_interval("wgan_gp", [*base(mnist_root), "--n-critic", 1], tmp_path, nets=("generator", "critic"))
+    assert files[0]["images"].shape == (2000, 1, 28, 28) and files[0]["images"].dtype == np.uint8
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, mnist_root):
+    check_corrupt_resume("wgan_gp", [*base(mnist_root), "--n-critic", 1], tmp_path)
+
+
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    check_failed_download_leaves_nothing("wgan_gp", SMALL, tmp_path, monkeypatch)
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
@@ -180,6 +269,8 @@ def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
     (["--batch-size", 100], "--batch-size"),  # 2 batches of 100 cannot feed 5 critic steps
+    (["--eval-interval", -1], "--eval-interval"),
+    (["--in-memory-limit-mb", -1], "--in-memory-limit-mb"),
 ])
 def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
     check_bad_input("wgan_gp", [*base(mnist_root), *flags], tmp_path, 2, mention)
@@ -219,8 +310,3 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, m
     ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] == 2  # the last good one
     assert all(torch.isfinite(v).all() for v in ckpt["critic"].values())
-
-
-def test_no_deprecated_tensor_indexing():
-    src = (ROOT / "wgan_gp.py").read_text()
-    assert ".data[0]" not in src and "Variable(" not in src
