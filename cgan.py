@@ -6,8 +6,8 @@ Paper-to-code map
 - Section 3.2, y fed to both nets as one-hot ... `one_hot`, `Generator.forward(z, y)`, `Discriminator.forward(x, y)`
 - Section 4.1, G: z->200, y->1000, ->1200 ->784  `Generator` (ReLU, dropout 0.5; tanh output, images in [-1, 1])
 - Section 4.1, D: x->240x5, y->50x5, ->240x4 ..  `Discriminator` (maxout, dropout 0.5; input dropout 0.2)
-- no init in the paper: the GAN code's ranges, PyTorch's default for the y layers ... `init_uniform`
-- Section 4.1, SGD, momentum 0.5->0.7, lr 0.1 /1.00004 per step  `--optimizer sgd --lr 0.1`, `sgd_schedule`
+- no init in the paper: the GAN code's ranges; wider for the z and y layers ... `init_uniform`, `--z-init`
+- Section 4.1, SGD, momentum 0.5->0.7, lr 0.1 /1.00004 per step  `--optimizer sgd`, `sgd_schedule`
 - Section 4.1, "one sample per label" grids .... `write_samples` (one row per class, fixed noise per column)
 """
 import os
@@ -35,7 +35,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -48,12 +48,12 @@ class Args:
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 100
     """minibatch size (Section 4.1: 100)"""
-    lr: float = 2e-4
-    """learning rate of both networks (the paper's SGD: --optimizer sgd --lr 0.1)"""
+    lr: Optional[float] = None
+    """learning rate of both networks (default: 2e-4 with adam; 0.1 with sgd, the paper's, decayed)"""
     beta1: float = 0.5
     """Adam beta1 (initial momentum with `--optimizer sgd`, Section 4.1: 0.5)"""
     beta2: float = 0.999
-    """Adam beta2"""
+    """Adam beta2 (the paper uses SGD)"""
     log_interval: int = 100
     """log losses every this many generator updates"""
     sample_interval: int = 1000
@@ -68,6 +68,8 @@ class Args:
     """with --resume: no training, only write the sample grid and samples.npz"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
@@ -78,6 +80,8 @@ class Args:
     """units of G's ReLU layer on z (Section 4.1: 200)"""
     y_hidden: int = 1000
     """units of G's ReLU layer on y (Section 4.1: 1000)"""
+    z_init: float = 0.5
+    """G's z -> hidden weights start at U(-z_init, z_init) (no value in the paper; GAN code: 0.05; docs item 8)"""
     joint_hidden: int = 1200
     """units of G's joint ReLU layer (Section 4.1: 1200)"""
     maxout_units: int = 240
@@ -93,7 +97,7 @@ class Args:
     input_dropout: float = 0.2
     """dropout on D's image input (GAN paper's official code: 0.2; 0 = off)"""
     optimizer: Literal["adam", "sgd"] = "adam"
-    """adam (practice) or the paper's sgd with momentum beta1 rising to --momentum-final and lr decay"""
+    """adam (practice; paper: sgd) or the paper's sgd with momentum beta1 rising to --momentum-final and lr decay"""
     momentum_final: float = 0.7
     """sgd: momentum reached after --momentum-saturate iterations (Section 4.1: 0.7)"""
     momentum_saturate: int = 150000
@@ -120,16 +124,19 @@ def check_args(args: Args):
                  "joint_pieces", "momentum_saturate"]:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples"]:
+    for name in ["max_iters", "num_eval_samples", "eval_interval"]:
         if getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    if args.lr is None:
+        args.lr = 2e-4 if args.optimizer == "adam" else 0.1
     if not (args.lr > 0 and args.min_lr > 0 and args.lr_decay >= 1):
         fail(f"--lr and --min-lr must be > 0 and --lr-decay >= 1 (got {args.lr}, {args.min_lr}, {args.lr_decay})")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1 and 0 <= args.momentum_final < 1):
         fail(f"--beta1, --beta2 and --momentum-final must lie in [0, 1) (got {args.beta1}, {args.beta2}, "
              f"{args.momentum_final})")
-    if not (0 <= args.dropout < 1 and 0 <= args.input_dropout < 1):
-        fail(f"--dropout and --input-dropout must lie in [0, 1) (got {args.dropout}, {args.input_dropout})")
+    if not (0 <= args.dropout < 1 and 0 <= args.input_dropout < 1 and args.z_init > 0):
+        fail(f"--dropout, --input-dropout in [0, 1) and --z-init > 0 (got {args.dropout}, {args.input_dropout}, "
+             f"{args.z_init})")
     if args.resume is not None and not os.path.isfile(args.resume):
         fail(f"--resume {args.resume}: no such checkpoint file")
     if args.eval_only and args.resume is None:
@@ -140,13 +147,14 @@ def load_data(args: Args):
     """The whole training set: uint8 images (N, 1, 28, 28) and int64 labels (N,), read with torchvision's loader."""
     cls = DATASETS[args.dataset]
     folder = os.path.join(args.data_dir, cls.__name__)
-    existed = os.path.exists(folder)
+    existed = [p for p in (args.data_dir, folder) if os.path.exists(p)]
     try:
         ds = cls(args.data_dir, train=True, download=args.download)
         return ds.data.unsqueeze(1), ds.targets.long()
     except (RuntimeError, OSError) as e:
-        if not existed:  # leave nothing half-downloaded behind
-            shutil.rmtree(folder, ignore_errors=True)
+        for path in (folder, args.data_dir):  # leave nothing half-downloaded behind, not even an empty folder
+            if path not in existed:
+                shutil.rmtree(path, ignore_errors=True)
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected the IDX files in {os.path.join(folder, 'raw')} "
              f"({type(e).__name__}); pass --data-dir pointing at a folder that holds {cls.__name__}/raw, "
@@ -180,11 +188,6 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
     return F.one_hot(labels, N_CLASSES).float()
 
 
-def balanced_labels(n: int, device) -> torch.Tensor:
-    """0, 1, ..., 9, 0, 1, ...: every class equally often (within one when n is not a multiple of 10)."""
-    return torch.arange(n, device=device) % N_CLASSES
-
-
 def init_uniform(module: nn.Module, irange: float):
     """The GAN code's (pylearn2) init: weights ~ U(-irange, irange), biases 0 (not the y layers: docs/cgan.md, 8)."""
     for m in module.modules():
@@ -194,10 +197,9 @@ def init_uniform(module: nn.Module, irange: float):
 
 
 class Generator(nn.Module):
-    """z -> 200 ReLU and y -> 1000 ReLU, concatenated -> 1200 ReLU -> dropout -> 784 tanh (Section 4.1; the paper
-    has a sigmoid output for images in [0, 1], tanh here as ours lie in [-1, 1])."""
+    """z -> 200 ReLU, y -> 1000 ReLU, concatenated -> 1200 ReLU -> dropout -> 784 tanh (Section 4.1; sigmoid there)."""
 
-    def __init__(self, latent_dim=100, z_hidden=200, y_hidden=1000, joint_hidden=1200, dropout=0.5,
+    def __init__(self, latent_dim=100, z_hidden=200, y_hidden=1000, joint_hidden=1200, dropout=0.5, z_init=0.5,
                  img_shape=(1, 28, 28)):
         super().__init__()
         self.img_shape = img_shape
@@ -209,6 +211,7 @@ class Generator(nn.Module):
         )
         init_uniform(self, 0.05)
         self.y_net[0].reset_parameters()  # PyTorch's U(+-1/sqrt(10)): with U(+-0.05) on one-hot y, y is ignored
+        nn.init.uniform_(self.z_net[0].weight, -z_init, z_init)  # at 0.05 z is ignored too: every row one style
 
     @torch.no_grad()
     def init_output_bias(self, images: torch.Tensor):
@@ -235,11 +238,10 @@ class Maxout(nn.Module):
 
 class Discriminator(nn.Module):
     """x -> maxout 240x5 and y -> maxout 50x5, concatenated -> maxout 240x4 -> logit (Section 4.1), dropout 0.5
-    before each layer but the first (input dropout 0.2 on x, as in the GAN paper's official code)."""
+    before each layer but the first (input dropout 0.2 on x, as in the GAN code, but on [-1, 1]: docs item 3)."""
 
     def __init__(self, units=240, y_units=50, pieces=5, joint_pieces=4, dropout=0.5, input_dropout=0.2, x_dim=784):
         super().__init__()
-        # Deviation: dropout on [-1, 1] pixels greys them (instance noise); on [0, 1] D overpowered G (docs, item 3)
         self.x_net = nn.Sequential(nn.Flatten(), nn.Dropout(input_dropout), Maxout(x_dim, units, pieces))
         self.y_net = Maxout(N_CLASSES, y_units, pieces)
         self.joint = nn.Sequential(
@@ -273,10 +275,43 @@ def sgd_schedule(args: Args, iteration: int):
     return lr, momentum
 
 
-def save_atomic(obj, path: str):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_atomic(path: str, obj=None, **arrays):
+    """torch.save(obj), or np.savez_compressed(arrays), to a temporary file, then rename: never half a file."""
+    with open(path + ".tmp", "wb") as f:
+        if arrays:
+            np.savez_compressed(f, **arrays)
+        else:
+            torch.save(obj, f)
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU, whatever device wrote it: RNG states must stay CPU ByteTensors, and
+    load_state_dict moves weights and optimiser states to the run's device. An unreadable file ends in one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if not isinstance(ckpt, dict):
+        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
+    return ckpt
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
+    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        if "fused" in group:
+            saved["fused"] = group["fused"]
+    optimizer.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
 
 
 if __name__ == "__main__":
@@ -289,45 +324,45 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # Data: the whole training set on the device as one uint8 tensor; batches are normalised there
-    images, labels = load_data(args)
-    data, labels = images.to(device), labels.to(device)  # (N, 1, 28, 28) uint8, (N,) int64
+    data, labels = (t.to(device) for t in load_data(args))  # (N, 1, 28, 28) uint8, (N,) int64
     n_batches = len(data) // args.batch_size
     if n_batches < 1:
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
-    total_iters = args.epochs * n_batches
-    if args.max_iters:
-        total_iters = min(total_iters, args.max_iters)
+    total_iters = min(args.epochs * n_batches, args.max_iters or sys.maxsize)
 
     batches = EpochBatches(data, labels, args.batch_size, args.seed)
-
-    generator = Generator(args.latent_dim, args.z_hidden, args.y_hidden, args.joint_hidden, args.dropout).to(device)
+    generator = Generator(args.latent_dim, args.z_hidden, args.y_hidden, args.joint_hidden, args.dropout,
+                          args.z_init).to(device)
     generator.init_output_bias(data)
     discriminator = Discriminator(args.maxout_units, args.y_maxout_units, args.maxout_pieces, args.joint_pieces,
                                   args.dropout, args.input_dropout).to(device)
-    if args.optimizer == "adam":
-        fused = device.type == "cuda"
-        optimizer_g = torch.optim.Adam(generator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2), fused=fused)
-        optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
-                                       fused=fused)
-    else:
-        optimizer_g = torch.optim.SGD(generator.parameters(), lr=args.lr, momentum=args.beta1)
-        optimizer_d = torch.optim.SGD(discriminator.parameters(), lr=args.lr, momentum=args.beta1)
 
-    iteration, step = 0, 0  # generator updates done, real minibatches consumed
+    def make_optimizer(params):  # fused Adam on CUDA
+        if args.optimizer == "adam":
+            return torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, args.beta2), fused=device.type == "cuda")
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.beta1)
+    optimizer_g, optimizer_d = make_optimizer(generator.parameters()), make_optimizer(discriminator.parameters())
+
+    iteration, step, train_seconds = 0, 0, 0.0  # generator updates done, real minibatches consumed, training time
     run_dir = None
     if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+        ckpt = load_checkpoint(args.resume)
         try:
             generator.load_state_dict(ckpt["generator"])
             discriminator.load_state_dict(ckpt["discriminator"])
-            optimizer_g.load_state_dict(ckpt["optimizer_g"])
-            optimizer_d.load_state_dict(ckpt["optimizer_d"])
+            load_optimizer(optimizer_g, ckpt["optimizer_g"])
+            load_optimizer(optimizer_d, ckpt["optimizer_d"])
         except (KeyError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
+        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -344,40 +379,62 @@ if __name__ == "__main__":
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
                                                                           asdict(args).items()))
     ckpt_path = f"{run_dir}/checkpoint.pt"
-    # one row per class, one fixed noise vector per column: a row shows class y in 10 styles
     fixed_z = sample_noise(N_CLASSES, args.latent_dim, device, torch.Generator(device).manual_seed(args.seed))
-    fixed_z = fixed_z.repeat(N_CLASSES, 1)  # (100, latent_dim), z of column j in every row
+    fixed_z = fixed_z.repeat(N_CLASSES, 1)  # (100, latent_dim)
     fixed_y = one_hot(torch.arange(N_CLASSES, device=device).repeat_interleave(N_CLASSES))  # row i: class i
 
     def save_checkpoint():
-        save_atomic({
+        save_atomic(ckpt_path, {
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
             "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
+            "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-        }, ckpt_path)
+        })
 
     @torch.no_grad()
     def write_samples():
-        """A 10x10 grid, row i = class i, from the fixed noise; G in eval mode (no dropout) so no state changes."""
+        """10x10 grid: row i = class i, column j = the fixed z_j; G in eval mode (no dropout, no state change)."""
         generator.eval()
-        grid = torchvision.utils.make_grid(generator(fixed_z, fixed_y), nrow=N_CLASSES, normalize=True,
-                                           value_range=(-1, 1))
+        grid = torchvision.utils.make_grid(generator(fixed_z, fixed_y), nrow=10, normalize=True, value_range=(-1, 1))
         generator.train()
         torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
         writer.add_image("samples", grid, iteration)
 
-    stop_requested = False
+    @torch.no_grad()
+    def generate(n: int, gen: torch.Generator):
+        """n uint8 samples and their labels 0, 1, ..., 9, 0, ...; G in eval mode, z from `gen`, not the training RNG."""
+        generator.eval()
+        ys = torch.arange(n, device=device) % N_CLASSES  # balanced classes
+        out = torch.cat([generator(sample_noise(len(y), args.latent_dim, device, gen), one_hot(y))
+                         for y in ys.split(1000)])
+        generator.train()
+        return ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy(), ys.cpu().numpy()
 
-    def on_sigint(signum, frame):
-        global stop_requested
-        stop_requested = True
+    def write_eval_samples():
+        """samples_{iteration}.npz (quality over time): 2000 samples and the training seconds so far (not these)."""
+        global eval_seconds
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.time()
+        images, ys = generate(2000, torch.Generator(device).manual_seed(args.seed + 2))
+        save_atomic(f"{run_dir}/samples_{iteration:07d}.npz", images=images, labels=ys, iteration=iteration,
+                    train_seconds=train_seconds + t0 - start_time - eval_seconds)
+        eval_seconds += time.time() - t0
 
-    signal.signal(signal.SIGINT, on_sigint)  # Ctrl-C: finish the iteration, write a checkpoint, exit
+    stop_signal = None
+
+    def on_stop_signal(signum, frame):
+        global stop_signal
+        stop_signal = signum
+
+    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
+    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
     # ALGO LOGIC: Algorithm 1 of the GAN paper with both players conditioned on y (Eq. 2)
-    start_time, start_iter = time.time(), iteration
+    print(f"cgan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
     while iteration < total_iters and not args.eval_only:
         if args.optimizer == "sgd":  # Section 4.1: exponential lr decay, momentum 0.5 -> 0.7
             for group in optimizer_g.param_groups + optimizer_d.param_groups:
@@ -403,7 +460,8 @@ if __name__ == "__main__":
         iteration += 1
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop_requested
+        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
         if iteration % args.log_interval == 0 or at_checkpoint:
             losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
             if not all(np.isfinite(v) for v in losses.values()):
@@ -417,33 +475,26 @@ if __name__ == "__main__":
             if args.optimizer == "sgd":
                 writer.add_scalar("charts/learning_rate", optimizer_d.param_groups[0]["lr"], iteration)
                 writer.add_scalar("charts/momentum", optimizer_d.param_groups[0]["momentum"], iteration)
-            elapsed = time.time() - start_time
-            its = (iteration - start_iter) / elapsed
-            writer.add_scalar("charts/SPS", int(its * args.batch_size), iteration)
+            its = (iteration - start_iter) / (time.time() - start_time)
+            writer.add_scalar("charts/SPS", its * args.batch_size, iteration)
             print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
                   f"g_loss {losses['g_loss']:.4f} | {its:.1f} it/s | ETA {(total_iters - iteration) / its:.0f}s",
                   flush=True)
         if iteration % args.sample_interval == 0:
             write_samples()
+        if args.eval_interval and iteration % args.eval_interval == 0:
+            write_eval_samples()
         if at_checkpoint:
             save_checkpoint()
-        if stop_requested:
-            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+        if stopping:
+            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
+            sys.exit(128 + stopping)
 
     # Final artefacts: grid and samples.npz (class-balanced labels) for the benchmark
+    print(f"writing the final sample grid and {args.num_eval_samples} samples to {run_dir}", flush=True)
     write_samples()
     if args.num_eval_samples > 0:
-        generator.eval()
-        gen = torch.Generator(device).manual_seed(args.seed + 1)
-        eval_labels = balanced_labels(args.num_eval_samples, device)
-        with torch.no_grad():
-            images = torch.cat([
-                generator(sample_noise(len(y), args.latent_dim, device, gen), one_hot(y))
-                for y in eval_labels.split(1000)])
-        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        with open(f"{run_dir}/samples.npz.tmp", "wb") as f:
-            np.savez_compressed(f, images=images, labels=eval_labels.cpu().numpy().astype(np.int64))
-        os.replace(f"{run_dir}/samples.npz.tmp", f"{run_dir}/samples.npz")
+        images, eval_labels = generate(args.num_eval_samples, torch.Generator(device).manual_seed(args.seed + 1))
+        save_atomic(f"{run_dir}/samples.npz", images=images, labels=eval_labels)
     writer.close()
     print(f"done: {iteration} iterations; artefacts in {run_dir}")
