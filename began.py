@@ -1,11 +1,10 @@
 # Docs: docs/began.md | Paper: Berthelot et al. 2017, "BEGAN: Boundary Equilibrium Generative Adversarial Networks", https://arxiv.org/abs/1703.10717  # noqa: E501
-"""BEGAN: an autoencoder discriminator, a generator that matches its reconstruction-loss distribution, and a
-proportional controller k_t that keeps E[L(G(z))] = gamma E[L(x)] (the equilibrium of Section 3.3).
+"""BEGAN: D is an autoencoder, G matches its loss distribution, k_t keeps E[L(G(z))] = gamma E[L(x)] (Section 3.3).
 
 Paper-to-code map
 - Eq. 1 (eta = 1), L(v) = |v - D(v)| ............. `recon_error` (pixel-wise mean absolute error)
-- Eq. 4, L_D = L(x) - k_t L(G(z_D)) ............... step (1) of the training loop
-- Eq. 4, L_G = L(G(z_G)) ........................... step (2) of the training loop
+- Eq. 4, L_D = L(x) - k_t L(G(z_D)) ............... `discriminator_loss`, step (1) of the training loop
+- Eq. 4, L_G = L(G(z_G)) ........................... `generator_loss`, step (2) of the training loop
 - Eq. 4, k_{t+1} = k_t + lambda_k (gamma L(x) - L(G(z_G))), k in [0, 1] ... `update_k`
 - Section 3.4.1, M_global = L(x) + |gamma L(x) - L(G(z_G))| .............. `convergence_measure`
 - Section 4.1, "decaying [the lr] by a factor of 2 when the measure of convergence stalls" ... `StallDecay`
@@ -41,7 +40,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -74,32 +73,32 @@ class Args:
     """with --resume: no training, only write the sample grid and samples.npz"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
-    dataset: Literal["mnist", "fashion-mnist", "cifar10", "svhn", "folder"] = "mnist"
-    """the training set (folder: every .png/.jpg under --data-dir, centre-cropped)"""
+    dataset: Literal["mnist", "fashion-mnist", "folder"] = "mnist"
+    """the training set (folder: every .png/.jpg under --data-dir, centre-cropped; CelebA in the paper)"""
     img_size: int = 32
     """image side: a power of two from 16 to 256, the encoder subsamples down to 8x8 (Section 4.1)"""
     h_dim: int = 64
     """N_h = N_z, the embedding and noise dimension (Section 4.1: 64)"""
-    num_filters: int = 16
-    """n, filters of the first conv; the encoder uses n, 2n, 3n, ... (paper: 128; 16 keeps a CPU run short)"""
-    gamma: float = 0.5
-    """gamma = E[L(G(z))] / E[L(x)], the diversity ratio (Section 3.3)"""
-    lambda_k: float = 0.001
-    """lambda_k, the proportional gain of the k_t controller (Eq. 4)"""
+    num_filters: int = 64
+    """n, filters of the first conv; the encoder uses n, 2n, 3n, ... (paper: 128; reference implementations: 64, 128)"""
+    gamma: float = 1.0
+    """gamma = E[L(G(z))] / E[L(x)], the diversity ratio (Section 3.3; paper, CelebA: 0.5; 1.0 is MNIST's recipe)"""
+    lambda_k: float = 0.01
+    """lambda_k, the proportional gain of the k_t controller (Eq. 4; paper, CelebA: 0.001)"""
     lr_decay_window: int = 5000
-    """halve the lr when the mean M_global over this many iterations stalls (0 = never)"""
-    lr_decay_margin: float = 0.01
-    """a window stalls unless its mean M_global is below best * (1 - margin)"""
+    """halve the lr when the mean M_global over this many iterations is not 1% below the best so far (0 = never)"""
     carry_steps: int = 16000
     """Section 3.5.1 vanishing residuals in D: the carry falls from 1 to 0 over this many iterations (0 = none)"""
-    g_carry_steps: int = 16000
-    """the same for G (the paper: 16000 for both; MNIST: 500, docs/began.md item 10)"""
-
-
-DATASETS = {"mnist": ("MNIST", "MNIST"), "fashion-mnist": ("FashionMNIST", "FashionMNIST"),  # (class, path)
-            "cifar10": ("CIFAR10", "cifar-10-batches-py"), "svhn": ("SVHN", "train_32x32.mat")}
+    g_carry_steps: int = 500
+    """the same for G (paper, CelebA: 16000, one schedule for both networks; 500 is MNIST's recipe)"""
+    in_memory_limit_mb: int = 4096
+    """--dataset folder: hold the resized images on the device up to this size, else stream them from disk"""
+    num_workers: int = 4
+    """--dataset folder, streamed: DataLoader worker processes that decode images (0 = in the main process)"""
 
 
 def fail(msg: str, code: int = 2):
@@ -109,21 +108,16 @@ def fail(msg: str, code: int = 2):
 
 
 def check_args(args: Args):
-    rules = [(name, getattr(args, name) > 0, "be a positive integer") for name in ["epochs", "batch_size",
+    rules = [(name, getattr(args, name) > 0, "be > 0") for name in ["epochs", "batch_size", "lr", "lambda_k",
              "log_interval", "sample_interval", "checkpoint_interval", "h_dim", "num_filters"]]
-    rules += [(name, getattr(args, name) >= 0, "be >= 0") for name in ["max_iters", "num_eval_samples",
-              "lr_decay_window", "carry_steps", "g_carry_steps"]]
-    rules += [
-        ("lr", args.lr > 0, "lie in (0, inf)"), ("beta1", 0 <= args.beta1 < 1, "lie in [0, 1)"),
-        ("beta2", 0 <= args.beta2 < 1, "lie in [0, 1)"), ("img_size", args.img_size in (16, 32, 64, 128, 256),
-        "lie in {16, 32, 64, 128, 256}, e.g. 32 or 64"), ("gamma", 0 < args.gamma <= 1, "lie in (0, 1]"),
-        ("lambda_k", args.lambda_k > 0, "lie in (0, inf)"), ("lr_decay_margin", 0 <= args.lr_decay_margin < 1,
-        "lie in [0, 1)")]
+    rules += [(name, getattr(args, name) >= 0, "be >= 0") for name in ["max_iters", "num_eval_samples", "eval_interval",
+              "lr_decay_window", "carry_steps", "g_carry_steps", "in_memory_limit_mb", "num_workers"]]
+    rules += [("beta1", 0 <= args.beta1 < 1, "lie in [0, 1)"), ("beta2", 0 <= args.beta2 < 1, "lie in [0, 1)"),
+              ("gamma", 0 < args.gamma <= 1, "lie in (0, 1]"),
+              ("img_size", args.img_size in (16, 32, 64, 128, 256), "lie in {16, 32, 64, 128, 256}, e.g. 32 or 64")]
     for name, ok, rule in rules:
         if not ok:
             fail(f"--{name.replace('_', '-')} must {rule} (got {getattr(args, name)})")
-    if args.resume is not None and not os.path.isfile(args.resume):
-        fail(f"--resume {args.resume}: no such checkpoint file")
     if args.eval_only and args.resume is None:
         fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
 
@@ -136,48 +130,54 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
                       .round_().clamp_(0, 255).to(torch.uint8) for c in images.split(5000)])
 
 
-def load_images(args: Args) -> torch.Tensor:
-    """The whole training set as one uint8 tensor (N, C, img_size, img_size) (MNIST: 28 -> 32 once here)."""
+class ImageFolder(torch.utils.data.Dataset):
+    """Every .png/.jpg under `root`, decoded one at a time, centre-cropped to a square and resized: uint8 (3, S, S)."""
+
+    def __init__(self, root: str, size: int):
+        self.size, self.files = size, sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(
+            os.path.join(root, "**", f"*.{ext}"), recursive=True))
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        image = torchvision.io.decode_image(self.files[i], mode=torchvision.io.ImageReadMode.RGB)
+        return resize(torchvision.transforms.functional.center_crop(image, min(image.shape[-2:]))[None], self.size)[0]
+
+
+def load_images(args: Args, device):
+    """uint8 (N, C, S, S) on `device`, resized once (MNIST: 28 -> 32), or an ImageFolder above the memory limit."""
     if args.dataset == "folder":
-        files = sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(
-            os.path.join(args.data_dir, "**", f"*.{ext}"), recursive=True))
-        if not files:
+        folder = ImageFolder(args.data_dir, args.img_size)
+        if not len(folder):
             fail(f"--dataset folder: no .png/.jpg images under {args.data_dir}; pass --data-dir pointing at them", 1)
-        images = [torchvision.io.decode_image(f, mode=torchvision.io.ImageReadMode.RGB) for f in files]
-        crop = [torchvision.transforms.functional.center_crop(i, min(i.shape[-2:]))[None] for i in images]
-        return torch.cat([resize(c, args.img_size) for c in crop])
-    cls, path = DATASETS[args.dataset]
-    cls, path = getattr(torchvision.datasets, cls), os.path.join(args.data_dir, path)
-    leftovers = [path] + ([os.path.join(args.data_dir, "cifar-10-python.tar.gz")] if args.dataset == "cifar10" else [])
-    leftovers = [p for p in leftovers if not os.path.exists(p)]  # what a failed download may leave behind
+        if len(folder) * 3 * args.img_size ** 2 > args.in_memory_limit_mb * 2 ** 20:
+            return folder
+        images = torch.empty(len(folder), 3, args.img_size, args.img_size, dtype=torch.uint8)
+        for i in range(len(folder)):  # one image at a time: host memory holds the resized set only
+            images[i] = folder[i]
+        return images.to(device)
+    name = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[args.dataset]  # torchvision's class and folder
+    path = os.path.join(args.data_dir, name)
+    leftovers = [p for p in (args.data_dir, path) if not os.path.exists(p)]  # what a failed download may leave behind
     try:
-        split = {"split": "train"} if args.dataset == "svhn" else {"train": True}
-        images = torch.as_tensor(cls(args.data_dir, download=args.download, **split).data)  # CIFAR-10: NHWC
-        images = images.movedim(3, 1) if args.dataset == "cifar10" else images.view(len(images), -1, *images.shape[-2:])
+        images = getattr(torchvision.datasets, name)(args.data_dir, train=True, download=args.download).data[:, None]
     except (RuntimeError, OSError, ImportError) as e:
-        for p in leftovers:  # leave nothing half-downloaded behind
+        for p in leftovers[::-1]:  # leave nothing half-downloaded behind, not even a --data-dir made for it
             shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.path.isfile(p) and os.remove(p)
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected {path} ({type(e).__name__}); pass --data-dir pointing at a folder "
              "that holds it in torchvision's layout, or run once with --download while online", 1)
-    return resize(images.contiguous(), args.img_size)
+    return resize(images, args.img_size).to(device)
 
 
-class EpochBatches:
-    """Minibatches from a uint8 tensor on the device; epoch e is a permutation seeded by (seed, e), so the data
-    order depends only on the number of batches consumed and a resumed run sees exactly the same batches."""
-
-    def __init__(self, data: torch.Tensor, batch_size: int, seed: int):
-        self.data, self.batch_size, self.seed, self.epoch = data, batch_size, seed, -1
-        self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int) -> torch.Tensor:
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
-        idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.data[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)  # [-1, 1]
+def epoch_batches(n: int, batch_size: int, seed: int, start: int, device="cpu"):
+    """An infinite batch sampler from batch `start` on; epoch e is a permutation seeded by (seed, e), on `device`."""
+    epoch, i = divmod(start, n // batch_size)  # the last incomplete batch of an epoch is dropped
+    while True:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
+        yield from (perm[j * batch_size:(j + 1) * batch_size] for j in range(i, n // batch_size))
+        epoch, i = epoch + 1, 0
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
@@ -186,8 +186,7 @@ def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
 
 
 class ConvELU(nn.Module):
-    """conv3x3-ELU (Figure 1). Between same-sized layers, Section 3.5.1's vanishing residual: carry * x + (1 - carry)
-    * ELU(conv(x)), carry falling from 1 to 0 (`set_carry`); with carry = 0 it is the plain conv-ELU of Figure 1."""
+    """conv3x3-ELU (Figure 1); between same-sized layers Section 3.5.1's carry * x + (1 - carry) * ELU(conv(x))."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
@@ -204,14 +203,13 @@ class Encoder(nn.Sequential):
 
     def __init__(self, channels: int, n: int, h_dim: int, img_size: int):
         scales = int(math.log2(img_size // 8)) + 1  # 32: 32, 16, 8; 64: 64, 32, 16, 8
-        layers, c_prev = [ConvELU(channels, n)], n
+        layers = [ConvELU(channels, n)]
         for s in range(scales):
             c = n * (s + 1)  # filters grow linearly with depth (Section 3.5)
-            layers += [ConvELU(c_prev, c), ConvELU(c, c)]
+            layers += [ConvELU(n * max(s, 1), c), ConvELU(c, c)]  # n -> n, then n -> 2n, 2n -> 3n, ...
             if s < scales - 1:
                 layers.append(ConvELU(c, c, stride=2))  # subsampling by stride 2
-            c_prev = c
-        super().__init__(*layers, nn.Flatten(), nn.Linear(8 * 8 * c_prev, h_dim))  # to h: no non-linearity
+        super().__init__(*layers, nn.Flatten(), nn.Linear(8 * 8 * c, h_dim))  # to h: no non-linearity
 
 
 class Decoder(nn.Sequential):
@@ -240,8 +238,7 @@ class Discriminator(nn.Sequential):
 
 
 def set_carry(iteration: int, *schedules):
-    """Section 3.5.1: for each (net, carry_steps), the vanishing residuals' carry falls linearly from 1 at iteration 0
-    to 0 at `carry_steps` and stays 0 (the buffers start at 0; past `carry_steps` this does nothing)."""
+    """Section 3.5.1: per (net, carry_steps), the carry falls linearly from 1 at iteration 0 to 0 at carry_steps."""
     for net, carry_steps in (s for s in schedules if iteration <= s[1]):
         for m in (m for m in net.modules() if isinstance(m, ConvELU)):
             m.carry.fill_(1 - iteration / carry_steps if carry_steps else 0.0)
@@ -258,6 +255,16 @@ def recon_error(v, d_v):
     return F.l1_loss(d_v, v)
 
 
+def discriminator_loss(real_recon, fake_recon, k_t):
+    """Eq. 4: L_D = L(x) - k_t L(G(z_D)): reconstruct real images well and, weighted by k_t, generated ones badly."""
+    return real_recon - k_t * fake_recon
+
+
+def generator_loss(fake, d_fake):
+    """Eq. 4: L_G = L(G(z_G)) = |G(z_G) - D(G(z_G))|, with the gradient through both terms (as the reference code)."""
+    return recon_error(fake, d_fake)
+
+
 def update_k(k, real_recon, fake_recon_g, gamma: float, lambda_k: float):
     """Eq. 4: k_{t+1} = k_t + lambda_k (gamma L(x) - L(G(z_G))), clipped to [0, 1]."""
     return torch.clamp(k + lambda_k * (gamma * real_recon - fake_recon_g), 0.0, 1.0)
@@ -269,11 +276,10 @@ def convergence_measure(real_recon, fake_recon_g, gamma: float):
 
 
 class StallDecay:
-    """Section 4.1: halve the lr when M_global stalls. Each window of `window` iterations ends with its mean M_global;
-    the window stalls unless that mean is below best * (1 - margin), best being the lowest earlier window mean.
-    The running sum stays on the device: one host sync per window. Its state, for checkpoints, is vars(self)."""
+    """Section 4.1: halve the lr when a window's mean M_global is not below best * (1 - margin), best the lowest
+    earlier window mean (summed on the device: one host sync per window). Checkpoints hold vars(self)."""
 
-    def __init__(self, lr: float, window: int, margin: float):
+    def __init__(self, lr: float, window: int, margin: float = 0.01):  # the margin: at least 1% better, our choice
         self.lr, self.window, self.margin, self.best, self.total, self.count = lr, window, margin, math.inf, 0.0, 0
 
     def step(self, m_global) -> bool:  # True when the lr was just halved
@@ -286,60 +292,107 @@ class StallDecay:
         return stalled
 
 
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU (RNG states must stay CPU tensors); an unreadable file ends in one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    if not isinstance(ckpt, dict):
+        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
+    return ckpt
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
+    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        saved["fused"] = group["fused"]
+    optimizer.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
+def on_stop_signal(signum, frame):
+    """Ctrl-C (SIGINT) and a scheduler's SIGTERM: finish the iteration, write a checkpoint, exit 128 + signal."""
+    global stop_signal
+    stop_signal = signum
+
+
+def save_atomic(path: str, obj=None, **arrays):
+    """torch.save(obj), or np.savez_compressed(arrays), into a temporary file, then os.replace: never half a file."""
+    with open(path + ".tmp", "wb") as f:
+        if arrays:
+            np.savez_compressed(f, **arrays)
+        else:
+            torch.save(obj, f)
+    os.replace(path + ".tmp", path)
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
+    ckpt = load_checkpoint(args.resume) if args.resume else None  # a missing or unreadable file ends here, exit 2
 
     # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
+    random.seed(args.seed)  # seeded, never drawn from: checkpoints keep torch's RNG states only
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    on_cuda = device.type == "cuda"  # fused Adam there; channels_last everywhere (faster on the CPU too)
 
-    # Data: the whole training set on the device as one uint8 tensor; batches are normalised there
-    data = load_images(args).to(device)  # (N, C, S, S) uint8
+    data = load_images(args, device)  # uint8 (N, C, S, S) on the device (no host copy kept), or a streamed ImageFolder
     n_batches = len(data) // args.batch_size
     if n_batches < 1:
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
-    total_iters = args.epochs * n_batches
-    total_iters = min(total_iters, args.max_iters or total_iters)  # --max-iters 0: no cap
-    on_cuda = device.type == "cuda"  # fused Adam there; channels_last everywhere (on this CPU 5.9 vs 5.0 it/s)
-    batches = EpochBatches(data, args.batch_size, args.seed)
+    total_iters = min(args.epochs * n_batches, args.max_iters or math.inf)  # --max-iters 0: no cap
 
-    net_args = (data.shape[1], args.num_filters, args.h_dim, args.img_size)
+    net_args = (data[0].shape[0], args.num_filters, args.h_dim, args.img_size)
     generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
     for net in (generator, discriminator):
         net.apply(init_weights).to(memory_format=torch.channels_last)
-    # G starts at the data's mean colour, as Section 3.4 assumes ("generated data is close to 0"); not in the paper
-    generator[-1].bias.data.copy_(data[:10000].float().mean((0, 2, 3)).div(127.5).sub(1))
+    # G starts at the data's mean colour, summed exactly (same bits streamed or not); not in the paper, docs item 7
+    n = min(10000, len(data))
+    total = sum(data[i].to(device).sum((1, 2), dtype=torch.int64) for i in range(n))
+    generator[-1].bias.data.copy_(total.double().div(n * args.img_size ** 2 * 127.5).sub(1))
     optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
                                                  fused=on_cuda) for net in (generator, discriminator))
-    scheduler = StallDecay(args.lr, args.lr_decay_window, args.lr_decay_margin)
-    k_t = torch.zeros((), device=device)  # k_0 = 0 (Section 3.4)
+    scheduler = StallDecay(args.lr, args.lr_decay_window)
+    k_t = ckpt["k_t"].to(device) if ckpt else torch.zeros((), device=device)  # k_0 = 0 (Section 3.4)
 
-    iteration, step = 0, 0  # generator updates done, real minibatches consumed
+    iteration, train_seconds = (ckpt["iteration"], ckpt.get("train_seconds", 0.0)) if ckpt else (0, 0.0)
     run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"  # or, resumed, its own
-    if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=False)
+    if ckpt:
         try:
-            for key, obj in [("generator", generator), ("discriminator", discriminator), ("optimizer_g", optimizer_g),
-                             ("optimizer_d", optimizer_d)]:
-                obj.load_state_dict(ckpt[key])
+            generator.load_state_dict(ckpt["generator"])
+            discriminator.load_state_dict(ckpt["discriminator"])
+            load_optimizer(optimizer_g, ckpt["optimizer_g"])
+            load_optimizer(optimizer_d, ckpt["optimizer_d"])
             vars(scheduler).update(ckpt["scheduler"])
-            k_t = ckpt["k_t"].to(device)
         except (KeyError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+        if on_cuda and ckpt["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
-    g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
-        generator, discriminator)
+    g_train, d_train = (torch.compile(net) if args.compile else net for net in (generator, discriminator))
+    indices = epoch_batches(len(data), args.batch_size, args.seed, iteration, getattr(data, "device", "cpu"))
+    batches = (data[idx] for idx in indices) if isinstance(data, torch.Tensor) else iter(torch.utils.data.DataLoader(
+        data, batch_sampler=indices, num_workers=args.num_workers, persistent_workers=args.num_workers > 0,
+        pin_memory=on_cuda, generator=torch.Generator().manual_seed(args.seed)))  # its own RNG, not training's
 
     # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
     os.makedirs(f"{run_dir}/samples", exist_ok=True)
@@ -347,52 +400,43 @@ if __name__ == "__main__":
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
                                                                           asdict(args).items()))
     ckpt_path = f"{run_dir}/checkpoint.pt"
-    fixed_z = sample_noise(100, args.h_dim, device, torch.Generator(device).manual_seed(args.seed))
-    fixed_real = data[:50].float().div(127.5).sub(1.0)  # 50 training images for the reconstruction grid
-
-    def save_checkpoint():  # atomically: a temporary file, then os.replace
-        torch.save({
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
-            "scheduler": dict(vars(scheduler)), "k_t": k_t,
-            "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-        }, ckpt_path + ".tmp")
-        os.replace(ckpt_path + ".tmp", ckpt_path)
 
     @torch.no_grad()
-    def write_samples():
-        """A 10x10 grid of G(fixed z) and one of 50 pairs (x, D(x)) of training images, in eval mode."""
-        generator.eval(), discriminator.eval()
-        grid = torchvision.utils.make_grid(generator(fixed_z), nrow=10, normalize=True, value_range=(-1, 1))
-        pairs = torch.stack([fixed_real, discriminator(fixed_real)], 1).flatten(0, 1)  # x_0, D(x_0), x_1, ...
-        recon = torchvision.utils.make_grid(pairs, nrow=10, normalize=True, value_range=(-1, 1))
-        generator.train(), discriminator.train()
-        for tag, suffix, image in [("samples", "", grid), ("reconstructions", "_recon", recon)]:
-            torchvision.utils.save_image(image, f"{run_dir}/samples/{iteration:07d}{suffix}.png")
-            writer.add_image(tag, image, iteration)
+    def generate(n: int, seed: int) -> np.ndarray:
+        """n samples G(z), uint8 (n, C, S, S), z from its own RNG seeded `seed` (G has no BatchNorm or dropout)."""
+        z = sample_noise(n, args.h_dim, device, torch.Generator(device).manual_seed(seed))
+        images = torch.cat([generator(chunk) for chunk in z.split(1000)])
+        return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
-    stop_requested = False  # Ctrl-C: finish the iteration, write a checkpoint, exit
-    signal.signal(signal.SIGINT, lambda signum, frame: globals().update(stop_requested=True))
+    def write_samples():
+        """A 10x10 grid of G(fixed z), z seeded --seed."""
+        grid = torchvision.utils.make_grid(torch.from_numpy(generate(100, args.seed)).float() / 255, nrow=10)
+        torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
+        writer.add_image("samples", grid, iteration)
+
+    stop_signal = None
+    signal.signal(signal.SIGINT, on_stop_signal)
+    signal.signal(signal.SIGTERM, on_stop_signal)
 
     # ALGO LOGIC: Eq. 4 (BEGAN objective and the k_t proportional control)
-    start_time, start_iter = time.time(), iteration
+    print(f"began.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
     while iteration < total_iters and not args.eval_only:
         # (1) Update D: descend L_D = L(x) - k_t L(G(z_D)); G(z_D) is generated under no_grad
-        real, step = batches.get(step), step + 1
+        real = next(batches).to(device, non_blocking=True)  # uint8 (B, C, S, S), one real batch per iteration
+        real = real.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)  # in [-1, 1]
         with torch.no_grad():
             fake = g_train(sample_noise(len(real), args.h_dim, device))
         recon = d_train(torch.cat([real, fake]))  # one pass over both halves (no batch statistics in D)
         real_recon, fake_recon = recon_error(real, recon[:len(real)]), recon_error(fake, recon[len(real):])
-        d_loss = real_recon - k_t * fake_recon
+        d_loss = discriminator_loss(real_recon, fake_recon, k_t)
         optimizer_d.zero_grad(set_to_none=True)
         d_loss.backward()
         optimizer_d.step()
 
         # (2) Update G: descend L_G = L(G(z_G)) with fresh noise z_G; D's weights get no gradient here
         fake_g = g_train(sample_noise(args.batch_size, args.h_dim, device))
-        g_loss = recon_error(fake_g, d_train(fake_g))
+        g_loss = generator_loss(fake_g, d_train(fake_g))
         optimizer_g.zero_grad(set_to_none=True)
         g_loss.backward(inputs=list(generator.parameters()))
         optimizer_g.step()
@@ -408,7 +452,8 @@ if __name__ == "__main__":
                 group["lr"] = scheduler.lr
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop_requested
+        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
         if iteration % args.log_interval == 0 or at_checkpoint:
             losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "real_recon": real_recon.item(),
                       "fake_recon": fake_recon.item()}
@@ -416,35 +461,39 @@ if __name__ == "__main__":
                 last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
                 fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
                      f" the last good checkpoint is {last}", 1)
-            charts = {"d_real": losses["real_recon"], "d_fake": losses["fake_recon"],  # D's output: its L1 error
-                      "k_t": k_t.item(), "convergence": m_global.item(), "learning_rate": scheduler.lr}
+            its = (iteration - start_iter) / (time.time() - start_time)
+            charts = {"d_real": losses["real_recon"], "d_fake": losses["fake_recon"], "k_t": k_t.item(),  # D: L1 error
+                      "convergence": m_global.item(), "learning_rate": scheduler.lr, "SPS": its * args.batch_size}
             for group, values in [("losses", losses), ("charts", charts)]:
                 for k, v in values.items():
                     writer.add_scalar(f"{group}/{k}", v, iteration)
-            its = (iteration - start_iter) / (time.time() - start_time)
-            writer.add_scalar("charts/SPS", int(its * args.batch_size), iteration)
-            print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
+            print(f"iter {iteration}/{total_iters} | epoch {iteration // n_batches} | d_loss {losses['d_loss']:.4f} | "
                   f"g_loss {losses['g_loss']:.4f} | k_t {k_t.item():.4f} | M_global {m_global.item():.4f} | "
                   f"lr {scheduler.lr:.2e} | {its:.1f} it/s | ETA {(total_iters - iteration) / its:.0f}s", flush=True)
         if iteration % args.sample_interval == 0:
             write_samples()
+        if args.eval_interval and iteration % args.eval_interval == 0:  # train_seconds excludes these writes
+            torch.cuda.synchronize() if on_cuda else None
+            t0 = time.time()
+            save_atomic(f"{run_dir}/samples_{iteration:07d}.npz", images=generate(2000, args.seed + 2),
+                        iteration=iteration, train_seconds=train_seconds + t0 - start_time - eval_seconds)
+            eval_seconds += time.time() - t0
         if at_checkpoint:
-            save_checkpoint()
-        if stop_requested:
-            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+            save_atomic(ckpt_path, {
+                "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
+                "scheduler": dict(vars(scheduler)), "k_t": k_t, "iteration": iteration, "epoch": iteration // n_batches,
+                "args": asdict(args), "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
+                "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if on_cuda else None},
+            })
+        if stopping:
+            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
+            sys.exit(128 + stopping)
 
-    # Final artefacts: grids and samples.npz for the benchmark
+    # Final artefacts: the sample grid and samples.npz for the benchmark
+    print(f"writing the final sample grid and {args.num_eval_samples} samples to {run_dir}", flush=True)
     write_samples()
     if args.num_eval_samples > 0:
-        generator.eval()
-        gen = torch.Generator(device).manual_seed(args.seed + 1)
-        with torch.no_grad():
-            images = torch.cat([generator(sample_noise(min(1000, args.num_eval_samples - i), args.h_dim, device, gen))
-                                for i in range(0, args.num_eval_samples, 1000)])
-        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        with open(f"{run_dir}/samples.npz.tmp", "wb") as f:
-            np.savez_compressed(f, images=images)
-        os.replace(f"{run_dir}/samples.npz.tmp", f"{run_dir}/samples.npz")
+        save_atomic(f"{run_dir}/samples.npz", images=generate(args.num_eval_samples, args.seed + 1))
     writer.close()
     print(f"done: {iteration} iterations; artefacts in {run_dir}")

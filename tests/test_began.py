@@ -1,9 +1,6 @@
-"""began.py: k_t control, M_global, lr decay on stall, the conv/ELU autoencoder, smoke run, exact resume, bad input."""
+"""began.py: Eq. 4's losses and k_t control, M_global, lr decay on stall, the conv/ELU autoencoder, learning signal,
+smoke run, a streamed folder, SIGTERM and exact resume, bad input."""
 import math
-import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,15 +8,17 @@ import torch
 import torchvision
 from helpers import (
     check_bad_input,
+    check_corrupt_resume,
+    check_eval_interval,
     check_eval_only,
     check_exact_resume,
+    check_failed_download_leaves_nothing,
+    check_sigterm_and_exact_resume,
     check_smoke,
     load_script,
     only_run_dir,
     read_scalars,
-    read_tags,
     run_inprocess,
-    script_path,
 )
 
 began = load_script("began")
@@ -33,6 +32,24 @@ def base(root):
 
 
 # ----------------------------------------------------------------------------- unit tests
+def test_eq4_losses_in_closed_form():
+    real, fake, k = torch.tensor(0.2), torch.tensor(0.5), torch.tensor(0.3)
+    # L_D = L(x) - k_t L(G(z_D)): at k_0 = 0 D only learns to reconstruct real images
+    torch.testing.assert_close(began.discriminator_loss(real, fake, k), torch.tensor(0.2 - 0.3 * 0.5))
+    torch.testing.assert_close(began.discriminator_loss(real, fake, torch.tensor(0.0)), real)
+    # its gradient: +1 on L(x), -k_t on L(G(z_D)) (D reconstructs real images better, generated ones worse)
+    real, fake = real.clone().requires_grad_(), fake.clone().requires_grad_()
+    began.discriminator_loss(real, fake, k).backward()
+    assert float(real.grad) == 1.0 and math.isclose(float(fake.grad), -0.3, rel_tol=1e-6)
+    # L_G = L(G(z_G)) = mean |G(z) - D(G(z))|, the gradient through both the image and its reconstruction
+    v, d_v = torch.randn(3, 1, 4, 4, requires_grad=True), torch.randn(3, 1, 4, 4, requires_grad=True)
+    loss = began.generator_loss(v, d_v)
+    torch.testing.assert_close(loss, (v - d_v).abs().mean())
+    loss.backward()
+    torch.testing.assert_close(v.grad, torch.sign(v - d_v).detach() / v.numel())
+    torch.testing.assert_close(d_v.grad, -v.grad)
+
+
 def test_k_moves_as_eq4_says_and_stays_in_unit_interval():
     k, gamma, lam = torch.tensor(0.3), 0.5, 0.001
     # gamma L(x) > L(G(z)): G's samples are reconstructed too well, D must push them harder -> k grows
@@ -144,66 +161,141 @@ def test_vanishing_residuals_carry_from_identity_to_plain_conv_elu():
 
 def test_mnist_is_resized_to_32_once_on_load(mnist_root):
     args = began.Args(data_dir=str(mnist_root), download=False)
-    images = began.load_images(args)
+    images = began.load_images(args, "cpu")
     assert images.dtype == torch.uint8 and images.shape == (256, 1, 32, 32)
 
 
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run(tmp_path, mnist_root):
-    run, data, proc = check_smoke("began", [*base(mnist_root), "--max-iters", 3, "--sample-interval", 2], tmp_path,
-                                  TAGS[2:], n_eval=30)
+    run, data, proc = check_smoke("began", [*base(mnist_root), "--max-iters", 3, "--sample-interval", 2, "--no-cuda"],
+                                  tmp_path, TAGS[2:], n_eval=30)
     images = data["images"]
     assert images.dtype == np.uint8 and images.shape == (30, 1, 32, 32)
+    assert "began.py: cpu, run folder runs/mnist__began__1__" in proc.stdout and "iterations 0 -> 3" in proc.stdout
     assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout and "k_t" in proc.stdout
-    assert (run / "samples" / "0000002_recon.png").exists() and (run / "samples" / "0000003_recon.png").exists()
-    assert "reconstructions" in read_tags(run)["images"]
+    assert (run / "samples" / "0000002.png").exists() and (run / "samples" / "0000003.png").exists()
     s = read_scalars(run)
     for (_, real), (_, d_real) in zip(s["losses/real_recon"], s["charts/d_real"], strict=True):
         assert real == d_real  # BEGAN's "D output" is the reconstruction error
     assert all(0 <= v <= 1 for _, v in s["charts/k_t"])
+    assert any(v != int(v) for _, v in s["charts/SPS"])  # a float, not truncated
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] == 3 and 0 <= float(ckpt["k_t"]) <= 1 and ckpt["scheduler"]["lr"] == 1e-4
+    assert ckpt["train_seconds"] > 0 and set(ckpt["rng"]) == {"torch", "cuda"}  # began never draws from python/numpy
     began.Generator(1, 4, 8, 32).load_state_dict(ckpt["generator"])
     began.Discriminator(1, 4, 8, 32).load_state_dict(ckpt["discriminator"])
-    # G's output bias starts at the data's mean pixel in [-1, 1] (docs item 11); 3 Adam steps move it by < 3 lr
-    mean = began.load_images(began.Args(data_dir=str(mnist_root), download=False)).float().mean() / 127.5 - 1
+    # G's output bias starts at the data's mean pixel in [-1, 1] (docs item 7); 3 Adam steps move it by < 3 lr
+    mean = began.load_images(began.Args(data_dir=str(mnist_root), download=False), "cpu").float().mean() / 127.5 - 1
     name, bias = list(ckpt["generator"].items())[-1]
     assert name.endswith("bias") and abs(float(bias) - float(mean)) < 3e-4 and float(mean) < -0.3
 
 
-def test_folder_dataset_at_64(tmp_path):
-    imgs = tmp_path / "imgs" / "sub"
+def test_defaults_are_mnists_recipe_at_reference_width():
+    a = began.Args()
+    assert (a.gamma, a.lambda_k, a.g_carry_steps, a.carry_steps, a.num_filters) == (1.0, 0.01, 500, 16000, 64)
+    assert (a.batch_size, a.lr, a.h_dim, a.img_size, a.dataset) == (16, 1e-4, 64, 32, "mnist")
+
+
+def test_learning_signal_real_reconstructed_better_than_fake_and_k_follows_eq4(tmp_path, mnist_root):
+    """Guards the training loop's call sites: after 40 updates D reconstructs real digits better than G's samples.
+    With real and fake swapped in discriminator_loss's call (k_0 = 0, so D then learns only the fakes), D
+    reconstructs the fakes better and this fails. The logged k_t follows Eq. 4's update from the logged L(x) and
+    L(G(z_G)) at every iteration, with a gain large enough that k_t moves."""
+    lam = 0.2
+    flags = [*base(mnist_root), "--lr", 1e-3, "--lambda-k", lam, "--max-iters", 40, "--num-eval-samples", 0]
+    assert run_inprocess("began", flags, tmp_path)[0] == 0
+    s = read_scalars(only_run_dir(tmp_path))
+    real, fake = (np.mean([v for _, v in s[t][-10:]]) for t in ("charts/d_real", "charts/d_fake"))
+    assert fake - real > 0.05, (real, fake)
+    k = [v for _, v in s["charts/k_t"]]
+    expected = [min(1.0, max(0.0, k0 + lam * (x - g))) for k0, (_, x), (_, g) in
+                zip([0.0, *k[:-1]], s["losses/real_recon"], s["losses/g_loss"], strict=True)]
+    np.testing.assert_allclose(k, expected, atol=1e-6)
+    assert max(k) > 0.01  # gamma L(x) > L(G(z)) happened: k_t rose
+
+
+def test_generator_step_lowers_its_loss_against_the_d_it_saw():
+    torch.manual_seed(0)
+    g, d = began.Generator(1, 8, 16, 32), began.Discriminator(1, 8, 16, 32)
+    for net in (g, d):
+        net.apply(began.init_weights)
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    z = began.sample_noise(16, 16, "cpu")
+    before = began.generator_loss(g(z), d(g(z))).item()
+    for _ in range(5):
+        opt.zero_grad()
+        fake = g(z)
+        began.generator_loss(fake, d(fake)).backward(inputs=list(g.parameters()))
+        opt.step()
+    assert began.generator_loss(g(z), d(g(z))).item() < before - 1e-3
+
+
+def write_png_folder(root, n=10):
+    imgs = root / "imgs" / "sub"
     imgs.mkdir(parents=True)
-    for i in range(10):
-        torchvision.io.write_png(torch.randint(0, 255, (3, 40 + i, 50), dtype=torch.uint8), str(imgs / f"{i}.png"))
-    rc, out, err = run_inprocess("began", ["--data-dir", tmp_path / "imgs", "--dataset", "folder", "--img-size", 64,
-                                           *SMALL, "--max-iters", 1, "--num-eval-samples", 4], tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(n):
+        torchvision.io.write_png(torch.randint(0, 255, (3, 40 + i, 50), dtype=torch.uint8, generator=gen),
+                                 str(imgs / f"{i}.png"))
+    return root / "imgs"
+
+
+def test_folder_dataset_at_64(tmp_path):
+    rc, out, err = run_inprocess("began", ["--data-dir", write_png_folder(tmp_path), "--dataset", "folder",
+                                           "--img-size", 64, *SMALL, "--max-iters", 1, "--num-eval-samples", 4],
+                                 tmp_path)
     assert rc == 0, err
     run = only_run_dir(tmp_path)
     assert run.name.startswith("folder__began__1__")
     assert np.load(run / "samples.npz")["images"].shape == (4, 3, 64, 64)
 
 
-def test_determinism_and_exact_resume(tmp_path, mnist_root):
-    # a 2-iteration lr-decay window: the resume at 3 lands mid-window and the lr changes during the run; the
-    # vanishing residuals' carry falls to 0 over 4 iterations in D (across the resume) and over 2 in G
-    common = [*base(mnist_root), "--num-eval-samples", 0, "--lr-decay-window", 2, "--lr-decay-margin", 0.5,
-              "--carry-steps", 4, "--g-carry-steps", 2]
-    ca, cb, a = check_exact_resume("began", common, tmp_path, tags=TAGS)
-    assert len({v for _, v in a["charts/learning_rate"]}) > 1  # the decay rule fired
-    assert torch.equal(ca["k_t"], cb["k_t"]) and ca["scheduler"]["lr"] == cb["scheduler"]["lr"]
+def test_streamed_folder_trains_as_in_memory_and_resumes_exactly(tmp_path, monkeypatch):
+    """Above --in-memory-limit-mb (0 here) the folder streams through one DataLoader: it sees the same batches as
+    the in-memory run (identical losses and weights), and a resumed streamed run continues exactly."""
+    loaders, real_loader = [], torch.utils.data.DataLoader
+
+    def counting_loader(*a, **k):
+        loaders.append(k)
+        return real_loader(*a, **k)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", counting_loader)
+    common = ["--data-dir", write_png_folder(tmp_path, 12), "--dataset", "folder", "--img-size", 16, *SMALL,
+              "--batch-size", 4, "--num-eval-samples", 0, "--num-workers", 0]
+    (tmp_path / "streamed").mkdir()
+    streamed, _, _ = check_exact_resume("began", [*common, "--in-memory-limit-mb", 0], tmp_path / "streamed",
+                                        tags=TAGS, n=8)  # 3 batches per epoch: the resume lands mid-epoch
+    assert len(loaders) == 3 and loaders[0]["persistent_workers"] is False  # one DataLoader per run, none more
+    (tmp_path / "memory").mkdir()
+    assert run_inprocess("began", [*common, "--max-iters", 8], tmp_path / "memory")[0] == 0
+    assert len(loaders) == 3  # 12 images of 16 x 16 under the default limit: held in memory
+    memory = torch.load(only_run_dir(tmp_path / "memory") / "checkpoint.pt", weights_only=False)
+    for net in ("generator", "discriminator"):
+        assert all(torch.equal(streamed[net][k], memory[net][k]) for k in memory[net]), net
 
 
-def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path, mnist_root):
-    proc = subprocess.Popen([sys.executable, script_path("began"), *map(str, base(mnist_root)), "--max-iters", "100000",
-                             "--num-eval-samples", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.stdout.readline().startswith("iter 1/")  # training has started (--log-interval 1)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted: checkpoint written" in err
-    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
-    assert 1 <= ckpt["iteration"] < 100000
+def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
+    # a 1-iteration lr-decay window (a decision every iteration, from the restored best) and short carries: the lr
+    # and the carries change across the resume
+    common = [*base(mnist_root), "--lr-decay-window", 1, "--carry-steps", 6, "--g-carry-steps", 3, "--no-cuda"]
+    stopped_at, run = check_sigterm_and_exact_resume("began", common, tmp_path, monkeypatch, tags=TAGS,
+                                                     extra_iters=4)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == stopped_at + 4 and ckpt["train_seconds"] > 0
+    assert ckpt["scheduler"]["lr"] < 1e-4  # the stall rule halved the lr at least once
+
+
+def test_eval_interval_writes_samples_and_leaves_training_unchanged(tmp_path, mnist_root):
+    files = check_eval_interval("began", base(mnist_root), tmp_path)
+    assert files[0]["images"].shape == (2000, 1, 32, 32) and files[0]["images"].dtype == np.uint8
+
+
+def test_corrupt_or_truncated_checkpoint_exits_2(tmp_path, mnist_root):
+    check_corrupt_resume("began", base(mnist_root), tmp_path)
+
+
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    check_failed_download_leaves_nothing("began", SMALL, tmp_path, monkeypatch)
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
@@ -223,7 +315,9 @@ def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
     (["--lr-decay-window", -1], "--lr-decay-window"),
     (["--carry-steps", -1], "--carry-steps"),
     (["--g-carry-steps", -1], "--g-carry-steps"),
-    (["--lr-decay-margin", 1], "--lr-decay-margin"),
+    (["--eval-interval", -1], "--eval-interval"),
+    (["--in-memory-limit-mb", -1], "--in-memory-limit-mb"),
+    (["--num-workers", -1], "--num-workers"),
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
     (["--batch-size", 1000], "--batch-size"),
@@ -232,8 +326,7 @@ def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
     check_bad_input("began", [*base(mnist_root), *flags], tmp_path, 2, mention)
 
 
-@pytest.mark.parametrize("dataset, path", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py"),
-                                           ("svhn", "train_32x32.mat"), ("folder", "empty")])
+@pytest.mark.parametrize("dataset, path", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("folder", "empty")])
 def test_missing_data_exits_1(tmp_path, dataset, path):
     line = check_bad_input("began", ["--data-dir", tmp_path / "empty", "--no-download", "--dataset", dataset],
                            tmp_path, 1, path)
