@@ -76,12 +76,15 @@ def flops_per_iter(script: str, args: list[str], n1: int = 1, n2: int = 3) -> di
     return {"flops_per_iter": (f2 - f1) / (n2 - n1), "iters": [n1, n2], "total_flops": [f1, f2]}
 
 
-def peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-    """Best rate of an n x n float32 matmul (2 n^3 FLOPs) after a warm-up, in GFLOP/s."""
+PEAK_REPEATS = 20  # timings of the peak matmul; the best one counts
+
+
+def peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = PEAK_REPEATS, warmup: int = 3) -> float:
+    """Best rate of an n x n float32 matmul (2 n^3 FLOPs) over `repeats` timings after `warmup` products, in GFLOP/s."""
     dev = torch.device(device)
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for _ in range(2):
+    for _ in range(warmup):
         a @ b
     sync()
     best = float("inf")
@@ -91,6 +94,39 @@ def peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
         sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
+
+
+# float32 lanes of one FMA instruction for the widest vector extension in /proc/cpuinfo's flags
+FMA_LANES = (("avx512f", 16), ("fma", 8))
+
+
+def theoretical_peak(cores: int, cpuinfo: str | None = None, fma_units: int = 2) -> dict | None:
+    """The CPU's float32 peak from /proc/cpuinfo: cores x FMA units x FMA width (float32 lanes) x 2 FLOPs x clock.
+
+    The widest FMA width is read from the flags (avx512f: 16 lanes, fma: 8); without FMA, one multiply and one add
+    per lane and cycle (SSE, 4 lanes). The clock is the largest `cpu MHz` line (the current clock, which turbo and
+    power saving move). The number of FMA units per core is not in /proc/cpuinfo: assumed `fma_units` (2 on recent
+    x86 cores). None when /proc/cpuinfo is unreadable or has no flags or MHz."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags, mhz = set(), []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+        elif key.strip() == "cpu MHz":
+            mhz.append(float(value))
+    if not flags or not mhz:
+        return None
+    ext, lanes = next(((f, w) for f, w in FMA_LANES if f in flags), ("sse (no fma)", 4))
+    per_cycle = fma_units * lanes * 2  # an FMA is 2 FLOPs; without FMA, a multiply and an add
+    gflops = cores * per_cycle * max(mhz) / 1e3
+    return {"gflops": gflops, "cores": cores, "fma_units": fma_units, "lanes": lanes, "extension": ext,
+            "mhz": max(mhz), "formula": f"{cores} cores x {fma_units} FMA units x {lanes} float32 lanes ({ext}) x 2 "
+                                        f"FLOPs x {max(mhz):.0f} MHz = {gflops:.1f} GFLOP/s"}
 
 
 def cpu_model() -> str:
@@ -128,7 +164,13 @@ def main(args: Args) -> dict:
             result["scripts"][name] = {"error": f"{type(e).__name__}: {e}"}
             print(f"[flops] {name}: failed: {e}", file=sys.stderr, flush=True)
     result["peak_gflops"] = peak_gflops(device)
+    result["peak_repeats"] = PEAK_REPEATS
     print(f"[flops] peak float32 matmul on {result['device']}: {result['peak_gflops']:.1f} GFLOP/s", flush=True)
+    if device == "cpu":
+        result["theoretical_peak"] = theoretical_peak(torch.get_num_threads())
+        result["theoretical_peak_machine"] = theoretical_peak(os.cpu_count() or 1)
+        if result["theoretical_peak"]:
+            print(f"[flops] theoretical peak: {result['theoretical_peak']['formula']}", flush=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     return result
 

@@ -2,14 +2,16 @@
 """Sample-quality metrics for CleanGAN artefacts (samples.npz, translations.npz).
 
 Noise-to-image samples are scored in the feature space of a small CNN classifier trained once on the real
-training set and cached; image-to-image translations are scored against their targets (L1, PSNR, SSIM).
+training set, whose weights are committed (benchmarks/classifier_mnist.pt, SHA-256 in docs/benchmarks.md), against
+the raw 28 px test set; image-to-image translations are scored against their targets (L1, PSNR, SSIM).
 
-Usage: python benchmarks/metrics.py runs/<run>/samples.npz --data-dir data
+Usage: python benchmarks/metrics.py runs/<run>/samples.npz --data-dir data [--weights PATH] [--retrain]
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import sys
@@ -19,13 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.optimize
 import torch
 import torch.nn.functional as F
 import tyro
 from torch import nn
 
-CACHE_DIR = Path(__file__).resolve().parent / "cache"
-CACHE_VERSION = 1  # bump when the classifier or its training changes
+BENCH_DIR = Path(__file__).resolve().parent
+WEIGHTS_FORMAT = 1  # bump when the classifier's architecture or the weights file's layout changes
 DATASET_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # dataset name -> torchvision folder
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # normalisation of the classifier's input (both datasets)
 IMG_SIZE = 28
@@ -93,7 +96,7 @@ class FeatureNet(nn.Module):
 
 @dataclass
 class ClassifierConfig:
-    """How the feature classifier is trained (part of its cache key)."""
+    """How the feature classifier is trained (recorded in its weights file)."""
 
     epochs: int = 3
     max_steps: int = 0  # 0 = no cap (smoke tests cap it)
@@ -104,35 +107,29 @@ class ClassifierConfig:
 
 @dataclass
 class Classifier:
-    """A trained feature classifier and the real test set's features."""
+    """The feature classifier, where its weights came from, and the real test set's features."""
 
     net: FeatureNet
     dataset: str
     data_dir: str
-    test_accuracy: float
+    test_accuracy: float  # on DATA_DIR's test set, measured when loaded
     train_seconds: float
     config: ClassifierConfig
-    real_features: np.ndarray = field(repr=False)  # (N_test, 128) float32, the test set at 28 px
+    real_features: np.ndarray = field(repr=False)  # (N_test, 128) float32: the raw 28 px test set, the one reference
     test_images: np.ndarray = field(repr=False)  # (N_test, 1, 28, 28) uint8
-    cache_path: str = ""
-    _references: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    weights_path: str = ""
+    sha256: str = ""  # of the weights file
+    trained_test_accuracy: float = float("nan")  # recorded in the weights file when it was trained
 
-    def reference(self, size: int = IMG_SIZE) -> np.ndarray:
-        """Test-set features with the test images taken to `size` px first, as the scripts take their training data.
-
-        Samples generated at 32 px go through one 32 -> 28 resize before the classifier; the reference makes the same
-        round trip, so that the resize itself costs no FID (on MNIST it would cost ~75 at 32 px).
-        """
-        if size == IMG_SIZE:
-            return self.real_features
-        if size not in self._references:
-            self._references[size], _ = extract(self.net, resize_uint8(self.test_images, size))
-        return self._references[size]
+    def reference(self) -> np.ndarray:
+        """Features of the reference set every sample set is scored against: the raw 28 px test set."""
+        return self.real_features
 
     def info(self) -> dict:
         return {"dataset": self.dataset, "data_dir": self.data_dir, "test_accuracy": self.test_accuracy,
-                "train_seconds": self.train_seconds, "config": asdict(self.config), "cache_path": self.cache_path,
-                "feature_dim": int(self.real_features.shape[1])}
+                "trained_test_accuracy": self.trained_test_accuracy, "train_seconds": self.train_seconds,
+                "config": asdict(self.config), "weights": self.weights_path, "sha256": self.sha256,
+                "feature_dim": int(self.real_features.shape[1]), "reference": f"raw {IMG_SIZE} px test set"}
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
@@ -208,33 +205,64 @@ def train_classifier(dataset: str, data_dir: str | Path, config: ClassifierConfi
     return net, float((preds == y_test).mean()), seconds
 
 
-def get_classifier(dataset: str, data_dir: str | Path, cache_dir: str | Path = CACHE_DIR,
+def default_weights(dataset: str) -> Path:
+    """Where the committed weights of `dataset`'s feature classifier live: benchmarks/classifier_{dataset}.pt."""
+    return BENCH_DIR / f"classifier_{dataset_key(dataset)}.pt"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(path: str | Path, net: FeatureNet, dataset: str, test_accuracy: float, train_seconds: float,
+                 config: ClassifierConfig) -> str:
+    """Write the classifier's weights file atomically; returns its SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # not the file: torch.save names the archive after the file, which would change the hash
+    torch.save({"format": WEIGHTS_FORMAT, "dataset": dataset_key(dataset), "state_dict": net.state_dict(),
+                "test_accuracy": test_accuracy, "train_seconds": train_seconds, "config": asdict(config),
+                "torch": str(torch.__version__)}, buffer)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def get_classifier(dataset: str, data_dir: str | Path, weights: str | Path | None = None, retrain: bool = False,
                    config: ClassifierConfig | None = None, log: bool = True) -> Classifier:
-    """The feature classifier for `dataset`, trained on first use and cached by dataset, data path (and its files'
-    sizes) and training config."""
-    dataset, config = dataset_key(dataset), config or ClassifierConfig()
+    """The feature classifier for `dataset`, loaded from `weights` (default: the committed
+    benchmarks/classifier_{dataset}.pt). Trained on DATA_DIR's training set (and written to `weights`) only when
+    `retrain` is set or the file does not exist; the new SHA-256 is printed then."""
+    dataset = dataset_key(dataset)
     data_dir = str(Path(data_dir).resolve())
-    raw = Path(data_dir) / DATASET_FOLDERS[dataset] / "raw"
-    sizes = {p.name: p.stat().st_size for p in sorted(raw.glob("*-ubyte*"))} if raw.is_dir() else {}
-    key = json.dumps({"v": CACHE_VERSION, "dataset": dataset, "data_dir": data_dir, "files": sizes,
-                      "config": asdict(config)}, sort_keys=True)
-    path = Path(cache_dir) / f"classifier_{dataset}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    path = Path(weights) if weights else default_weights(dataset)
     net = FeatureNet()
-    if path.exists():
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(ckpt["state_dict"])
-        acc, seconds = float(ckpt["test_accuracy"]), float(ckpt["train_seconds"])
-    else:
+    if retrain or not path.exists():
+        config = config or ClassifierConfig()
         if log:
-            print(f"[metrics] training the {dataset} feature classifier (cached in {path})", file=sys.stderr)
-        net, acc, seconds = train_classifier(dataset, data_dir, config, log=log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"state_dict": net.state_dict(), "test_accuracy": acc, "train_seconds": seconds, "key": key}, tmp)
-        os.replace(tmp, path)
-    x_test, _ = load_split(dataset, data_dir, train=False)
-    real_features, _ = extract(net, x_test)
-    return Classifier(net, dataset, data_dir, acc, seconds, config, real_features, x_test, str(path))
+            why = "--retrain-classifier" if retrain else f"no weights at {path}"
+            print(f"[metrics] training the {dataset} feature classifier ({why})", file=sys.stderr, flush=True)
+        net, trained_acc, seconds = train_classifier(dataset, data_dir, config, log=log)
+        digest = save_weights(path, net, dataset, trained_acc, seconds, config)
+        print(f"[metrics] new {dataset} classifier weights {path}: sha256 {digest}", file=sys.stderr, flush=True)
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != WEIGHTS_FORMAT or ckpt.get("dataset") != dataset:
+            raise ValueError(f"{path}: weights of format {ckpt.get('format')} for {ckpt.get('dataset')!r}, expected "
+                             f"format {WEIGHTS_FORMAT} for {dataset!r} (retrain with --retrain-classifier)")
+        net.load_state_dict(ckpt["state_dict"])
+        trained_acc, seconds = float(ckpt["test_accuracy"]), float(ckpt["train_seconds"])
+        config = ClassifierConfig(**ckpt["config"])
+        digest = sha256_file(path)
+    x_test, y_test = load_split(dataset, data_dir, train=False)
+    real_features, preds = extract(net, x_test)
+    return Classifier(net, dataset, data_dir, float((preds == y_test).mean()), seconds, config, real_features, x_test,
+                      str(path), digest, trained_acc)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,10 +363,16 @@ def label_accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(preds) == np.asarray(labels)).mean())
 
 
-def code_error(preds: np.ndarray, codes: np.ndarray) -> tuple[float, dict[int, int]]:
-    """InfoGAN categorical-code error: map each code value to its most frequent predicted class; (error, map)."""
+def code_error(preds: np.ndarray, codes: np.ndarray, num_classes: int = 10) -> tuple[float, dict[int, int]]:
+    """InfoGAN categorical-code error with a one-to-one code -> class matching (Hungarian algorithm on the
+    code x class count matrix, maximising the matched samples); (error, map). A code left without a class (more codes
+    than classes) counts as wrong for all its samples and maps to -1."""
     preds, codes = np.asarray(preds, np.int64), np.asarray(codes, np.int64)
-    mapping = {int(c): int(np.bincount(preds[codes == c]).argmax()) for c in np.unique(codes)}
+    values = np.unique(codes)
+    counts = np.stack([np.bincount(preds[codes == c], minlength=num_classes)[:num_classes] for c in values])
+    rows, cols = scipy.optimize.linear_sum_assignment(counts, maximize=True)
+    mapping = {int(c): -1 for c in values}
+    mapping.update({int(values[r]): int(k) for r, k in zip(rows, cols, strict=True)})
     mapped = np.array([mapping[int(c)] for c in codes])
     return float((mapped != preds).mean()), mapping
 
@@ -346,11 +380,12 @@ def code_error(preds: np.ndarray, codes: np.ndarray) -> tuple[float, dict[int, i
 def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: np.ndarray,
                     labels: np.ndarray | None = None, codes: np.ndarray | None = None,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3) -> dict:
-    """Every noise-to-image metric for one sample set (features already extracted)."""
-    kid_mean, kid_std = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
+    """Every noise-to-image metric for one sample set (features already extracted); kid_subsets=0 skips KID."""
     precision, recall = precision_recall(real_feats, fake_feats, k=k)
-    out = {"n": len(fake_feats), "fid": fid(real_feats, fake_feats), "kid": kid_mean, "kid_std": kid_std,
-           "precision": precision, "recall": recall, **mode_coverage(fake_preds)}
+    out = {"n": len(fake_feats), "fid": fid(real_feats, fake_feats), "precision": precision, "recall": recall,
+           **mode_coverage(fake_preds)}
+    if kid_subsets:
+        out["kid"], out["kid_std"] = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
     if labels is not None:
         out["label_accuracy"] = label_accuracy(fake_preds, labels)
     if codes is not None:
@@ -360,26 +395,30 @@ def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: 
 
 
 def score_samples(path: str | Path, clf: Classifier, **kwargs) -> dict:
-    """Metrics of a samples.npz (`images`, optional `labels` / `codes`) against the real test set."""
+    """Metrics of a samples.npz (`images`, optional `labels` / `codes`; an eval file's `iteration` and
+    `train_seconds` are passed through) against the raw 28 px test set; samples of another size are resized to 28 px
+    by `to_input` (bilinear, antialiased), the one fixed method."""
     with np.load(path) as npz:
         if "images" not in npz:
             raise ValueError(f"{path}: no `images` array (has {', '.join(npz.files)})")
         images = npz["images"]
         labels, codes = npz.get("labels"), npz.get("codes")
+        extra = {k: npz[k].item() for k in ("iteration", "train_seconds") if k in npz.files}
     if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
         raise ValueError(f"{path}: `images` must be square [N, C, H, W], got {images.shape}")
     feats, preds = extract(clf.net, images)
-    size = int(images.shape[-1])
-    return {"size": size, **feature_metrics(clf.reference(size), feats, preds, labels, codes, **kwargs)}
+    return {**extra, "size": int(images.shape[-1]),
+            **feature_metrics(clf.reference(), feats, preds, labels, codes, **kwargs)}
 
 
 def real_floor(clf: Classifier, size: int = IMG_SIZE, n: int = 10000, seed: int = 0, **kwargs) -> dict:
-    """Every metric for `n` real training images (with their labels) against the real test set, both at `size` px."""
+    """Every metric for `n` real training images (with their labels) against the raw 28 px test set, scored exactly
+    like samples: at 28 px, or taken to `size` px first (as the 32 px scripts take their training data) and back."""
     x_train, y_train = load_split(clf.dataset, clf.data_dir, train=True)
     idx = np.sort(np.random.default_rng(seed).choice(len(x_train), min(n, len(x_train)), replace=False))
     images = x_train[idx] if size == IMG_SIZE else resize_uint8(x_train[idx], size)
     feats, preds = extract(clf.net, images)
-    return {"size": size, **feature_metrics(clf.reference(size), feats, preds, labels=y_train[idx], **kwargs)}
+    return {"size": size, **feature_metrics(clf.reference(), feats, preds, labels=y_train[idx], **kwargs)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -474,8 +513,10 @@ class Args:
     """folder holding the real dataset in torchvision's layout (DATA_DIR/MNIST/raw)"""
     dataset: str | None = None
     """dataset of the samples (default: read from the run folder's name)"""
-    cache_dir: str = str(CACHE_DIR)
-    """where the trained feature classifier is cached"""
+    weights: str = ""
+    """the feature classifier's weights (default: the committed benchmarks/classifier_DATASET.pt)"""
+    retrain: bool = False
+    """train the classifier again on DATA_DIR and overwrite WEIGHTS (prints the new SHA-256)"""
     floor: bool = False
     """also score 10,000 real training images against the real test set (at the samples' size)"""
 
@@ -495,7 +536,7 @@ def main(args: Args) -> dict:
     if dataset is None:
         raise SystemExit(f"metrics.py: error: cannot tell the dataset from {path.parent.name}; pass --dataset")
     try:
-        clf = get_classifier(dataset, args.data_dir, args.cache_dir)
+        clf = get_classifier(dataset, args.data_dir, args.weights or None, retrain=args.retrain)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"metrics.py: error: {e}") from None
     out = {"classifier": clf.info(), "samples": score_samples(path, clf)}

@@ -1,7 +1,8 @@
 # Docs: docs/benchmarks.md
 """Benchmark runner: every (script, seed) of a preset as a subprocess, then the FLOP count and the report.
 
-Usage: python benchmarks/run.py --preset quick --seeds 1 2 3 --workers 2 --data-dir /path/to/data [extra script flags]
+Usage: python benchmarks/run.py --preset quick --data-dir /path/to/data [extra script flags]
+(seeds 1 2 3, two runs at a time; writes benchmarks/results/quick/ and README.md's results table)
 Flags the runner does not know (e.g. --no-cuda, --batch-size 32) are passed to every script.
 Exit status: 0, or 3 when some run failed (the report is written either way).
 """
@@ -12,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -19,6 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NoReturn
 
+import numpy as np
+import torch
 import tyro
 
 try:  # `python benchmarks/run.py` puts benchmarks/ on sys.path, `python -m benchmarks.run` the repository root
@@ -34,21 +38,24 @@ SCRIPTS = ("gan", "cgan", "dcgan", "lsgan", "infogan", "wgan", "wgan_gp", "began
 IMAGE_TO_IMAGE = ("pix2pix", "cyclegan")
 
 # ---------------------------------------------------------------------------------------------------------------
-# Presets: flags every script of a preset gets, then each script's own (budgets, image sizes, dataset flags).
-# Edit budgets here; later flags win, so a per-script flag overrides a common one.
+# Presets: flags every script of a preset gets, then each script's own (budgets, widths, image sizes, dataset flags).
+# Edit budgets here; later flags win, so a per-script flag overrides a common one. The scripts' defaults are the
+# papers' full-width configurations for a GPU; quick and long pin today's CPU widths explicitly so that their reports
+# stay comparable across versions.
 # ---------------------------------------------------------------------------------------------------------------
 COMMON: dict[str, list[str]] = {
     # seconds per script on tiny data (tests/test_benchmarks.py)
     "smoke": ["--max-iters", "4", "--batch-size", "16", "--num-eval-samples", "200", "--log-interval", "1",
-              "--sample-interval", "2", "--checkpoint-interval", "1000"],
-    # about five minutes of one core per MNIST run (one seed of the suite: ~35 min with 2 workers)
-    "quick": ["--num-eval-samples", "10000", "--log-interval", "50", "--sample-interval", "500",
-              "--checkpoint-interval", "100000"],
-    # the papers' budgets (the scripts' defaults), for a GPU
-    "full": ["--num-eval-samples", "10000"],
+              "--sample-interval", "2", "--checkpoint-interval", "1000", "--eval-interval", "2"],
+    # about five minutes of one core per MNIST run, two runs side by side; --log-interval and --eval-interval are
+    # derived from each script's --max-iters (CURVE_POINTS below)
+    "quick": ["--num-eval-samples", "10000", "--sample-interval", "500", "--checkpoint-interval", "100000"],
+    # the papers' budgets (the scripts' defaults), for a GPU; the iteration count is unknown here, so a fixed interval
+    "full": ["--num-eval-samples", "10000", "--eval-interval", "1000"],
 }
-COMMON["long"] = COMMON["quick"]  # the same flags at three times quick's budgets (PRESETS below)
-BEGAN_MNIST = ["--gamma", "1.0", "--lambda-k", "0.01", "--g-carry-steps", "500"]
+COMMON["long"] = COMMON["quick"]  # the same flags at about three times quick's budgets (PRESETS below)
+# (logged points, eval files) per run: --log-interval max(1, max_iters // 60), --eval-interval max(1, max_iters // 10)
+CURVE_POINTS: dict[str, tuple[int, int]] = {"quick": (60, 10), "long": (60, 10)}
 PRESETS: dict[str, dict[str, list[str]]] = {
     "smoke": {
         **{name: [] for name in SCRIPTS[:8]},
@@ -56,36 +63,34 @@ PRESETS: dict[str, dict[str, list[str]]] = {
         "cyclegan": ["--img-size", "32", "--ngf", "8", "--ndf", "8", "--batch-size", "1", "--num-eval-samples", "4",
                      "--dataset-mode", "unaligned"],
     },
-    # Sized so that each run takes about 5-9 minutes of one core of the 2-core CPU (1-thread speeds measured there,
-    # it/s, with the box partly loaded: gan 5-6, cgan 6-8, dcgan at --ngf/--ndf 32 1.1, lsgan at 32 0.7,
-    # infogan 0.4-0.8, wgan ~1.4-3.5 after its warm-up (25 iterations of 100 critic steps), wgan_gp 1.1-2.1,
-    # began 2.1-5.2, pix2pix@128 0.9, cyclegan@64 0.46): one seed took 35 min with 2 workers (results/quick).
-    # dcgan and lsgan run at half the papers' width (--ngf/--ndf 32): at 64 one iteration costs 52 / 83 GFLOP.
-    # began runs with MNIST's settings, gamma 1, lambda_k 0.01 and G's residuals vanishing over 500 iterations
-    # (docs/began.md, item 10): at the paper's 0.5, 0.001 and 16000 its G draws faint shapes and "1"s on MNIST.
+    # Budgets for about 5-9 minutes of one core per run on a 2-core CPU (one seed of the suite: about 35 minutes with
+    # 2 workers; the measured speeds are in results/quick/report.md). Widths below the papers': dcgan and lsgan at
+    # --ngf/--ndf 32 (at 64 one iteration costs 52 GFLOP), wgan at 16, wgan_gp --dim 16, began --num-filters 16.
+    # lsgan is the DCGAN network with the least-squares loss, so it gets dcgan's flags and budget. began runs its
+    # defaults (MNIST's recipe, docs/began.md).
     "quick": {
         "gan": ["--max-iters", "2500"],
         "cgan": ["--max-iters", "2500"],
         "dcgan": ["--max-iters", "700", "--ngf", "32", "--ndf", "32"],
-        "lsgan": ["--max-iters", "350", "--ngf", "32", "--ndf", "32"],
+        "lsgan": ["--max-iters", "700", "--ngf", "32", "--ndf", "32"],
         "infogan": ["--max-iters", "250"],
-        "wgan": ["--max-iters", "700"],
-        "wgan_gp": ["--max-iters", "600"],
-        "began": ["--max-iters", "1500", *BEGAN_MNIST],
+        "wgan": ["--max-iters", "700", "--ngf", "16", "--ndf", "16"],
+        "wgan_gp": ["--max-iters", "600", "--dim", "16"],
+        "began": ["--max-iters", "1500", "--num-filters", "16"],
         "pix2pix": ["--max-iters", "400", "--img-size", "128", "--sample-interval", "100"],
         "cyclegan": ["--max-iters", "250", "--img-size", "64", "--dataset-mode", "unaligned", "--sample-interval",
                      "50"],
     },
-    # About 15 minutes of one core per run (the quick preset's speeds), two runs side by side.
+    # About 15 minutes of one core per run, two runs side by side.
     "long": {
         "gan": ["--max-iters", "6000"],
         "cgan": ["--max-iters", "7000"],
         "dcgan": ["--max-iters", "2100", "--ngf", "32", "--ndf", "32"],
-        "lsgan": ["--max-iters", "1500", "--ngf", "32", "--ndf", "32"],
+        "lsgan": ["--max-iters", "2100", "--ngf", "32", "--ndf", "32"],
         "infogan": ["--max-iters", "800"],
-        "wgan": ["--max-iters", "3000"],
-        "wgan_gp": ["--max-iters", "2200"],
-        "began": ["--max-iters", "4500", *BEGAN_MNIST],
+        "wgan": ["--max-iters", "3000", "--ngf", "16", "--ndf", "16"],
+        "wgan_gp": ["--max-iters", "2200", "--dim", "16"],
+        "began": ["--max-iters", "4500", "--num-filters", "16"],
         "pix2pix": ["--max-iters", "1200", "--img-size", "128", "--sample-interval", "400"],
         "cyclegan": ["--max-iters", "750", "--img-size", "64", "--dataset-mode", "unaligned", "--sample-interval",
                      "250"],
@@ -95,16 +100,18 @@ PRESETS: dict[str, dict[str, list[str]]] = {
 # Extra flags of the FLOP count only (1 and 3 iterations): WGAN's first 25 iterations run 100 critic steps (official
 # code), but its it/s is measured from the first logged loss on, in the 5-critic-step regime; count that regime.
 FLOP_COUNT_FLAGS: dict[str, list[str]] = {"wgan": ["--no-critic-warmup"]}
-# The feature classifier of the quality metrics; the smoke preset trains a throwaway one in a second.
+# How the feature classifier is trained when --retrain-classifier asks for it (otherwise the committed weights,
+# benchmarks/classifier_mnist.pt, are loaded); the smoke preset's would be a throwaway one trained in a second.
 CLASSIFIER: dict[str, ClassifierConfig] = {
     "smoke": ClassifierConfig(epochs=1, max_steps=20),
     "quick": ClassifierConfig(),
     "long": ClassifierConfig(),
     "full": ClassifierConfig(),
 }
-DEFAULT_SEEDS = {"smoke": (1,), "quick": (1,), "long": (1,), "full": (1, 2, 3)}
+DEFAULT_SEEDS = {"smoke": (1,), "quick": (1, 2, 3), "long": (1,), "full": (1, 2, 3)}
 # small nets use 2 one-thread runs better than 1 two-thread run
 DEFAULT_WORKERS = {"smoke": 2, "quick": 2, "long": 2, "full": 1}
+HEARTBEAT_S = 50.0  # seconds between progress lines while runs are going (at least one a minute)
 
 
 @dataclass
@@ -114,7 +121,7 @@ class Args:
     scripts: tuple[str, ...] = SCRIPTS
     """scripts to run (file names without .py); missing ones are skipped with a warning"""
     seeds: tuple[int, ...] = ()
-    """seeds to run each script with (default: smoke 1; quick 1; long 1; full 1 2 3)"""
+    """seeds to run each script with (default: smoke 1; quick 1 2 3; long 1; full 1 2 3)"""
     data_dir: str = "data"
     """folder holding MNIST/raw, facades/ and facades_cyclegan/ (passed to every script as --data-dir)"""
     workers: int | None = None
@@ -124,12 +131,20 @@ class Args:
     """working directory of the subprocesses; run folders go to RUNS_DIR/runs/ (default benchmarks/runs/PRESET)"""
     results_dir: str = ""
     """where the report goes (default benchmarks/results/PRESET)"""
-    cache_dir: str = str(BENCH / "cache")
-    """where the feature classifier is cached"""
+    classifier: str = ""
+    """the feature classifier's weights (default: the committed benchmarks/classifier_mnist.pt)"""
+    retrain_classifier: bool = False
+    """train the feature classifier again on DATA_DIR, overwrite its weights file and print the new SHA-256"""
+    readme: str = "auto"
+    """README whose results table (between <!-- results:start --> and <!-- results:end -->) is rewritten from
+    metrics.json: `auto` = the repository's README.md for the quick preset with the default results folder, nothing
+    otherwise; `` = never"""
     threads: int = 0
     """threads per run, OMP_NUM_THREADS and MKL_NUM_THREADS (0 = max(1, cores // workers))"""
     timeout: int = 0
     """seconds before a run is killed (0 = no limit)"""
+    heartbeat: float = HEARTBEAT_S
+    """seconds between progress lines (done, running, ETA) while runs are going"""
     skip_training: bool = False
     """only (re)write the FLOP count and the report from the runs already in RUNS_DIR"""
     flops: bool = True
@@ -151,6 +166,10 @@ class Job:
     returncode: int | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    commit: str = ""
+    run_dir: str = ""
+    started: float = 0.0  # unix time, 0 until it starts
+    index: int = 0  # k of [k/N], in start order
 
     def shell(self) -> str:
         """The command as one shell line; paths inside the repository relative to it (and to the cwd)."""
@@ -173,8 +192,29 @@ def resolve_dirs(args: Args) -> tuple[Path, Path]:
     return runs, results
 
 
+def readme_path(args: Args) -> Path | None:
+    """The README to rewrite the results table of (see Args.readme), or None."""
+    if args.readme != "auto":
+        return Path(args.readme) if args.readme else None
+    default_results = not args.results_dir or Path(args.results_dir).resolve() == BENCH / "results" / "quick"
+    return ROOT / "README.md" if args.preset == "quick" and default_results else None
+
+
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def git_commit() -> str:
+    """HEAD's hash, `+dirty` when tracked files differ from it; `unknown` outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def merge_flags(*groups: Sequence[str]) -> list[str]:
@@ -194,9 +234,32 @@ def merge_flags(*groups: Sequence[str]) -> list[str]:
     return [t for tokens in merged.values() for t in tokens]
 
 
+def flag_value(flags: Sequence[str], name: str) -> str | None:
+    """The value of the last `--name VALUE` or `--name=VALUE` in `flags` (None if absent)."""
+    value = None
+    for i, token in enumerate(flags):
+        if token == name and i + 1 < len(flags):
+            value = flags[i + 1]
+        elif token.startswith(f"{name}="):
+            value = token.split("=", 1)[1]
+    return value
+
+
+def curve_flags(preset: str, flags: Sequence[str]) -> list[str]:
+    """--log-interval and --eval-interval from the script's --max-iters, so that every run logs about
+    CURVE_POINTS[preset] points and writes about as many eval files (nothing for presets without CURVE_POINTS)."""
+    iters = flag_value(flags, "--max-iters")
+    if preset not in CURVE_POINTS or iters is None or int(iters) <= 0:
+        return []
+    logs, evals = CURVE_POINTS[preset]
+    return ["--log-interval", str(max(1, int(iters) // logs)), "--eval-interval", str(max(1, int(iters) // evals))]
+
+
 def script_args(preset: str, script: str, extra: Sequence[str] = ()) -> list[str]:
-    """The flags a preset gives one script: common ones, the script's own, then `extra` (later ones win)."""
-    return merge_flags(COMMON[preset], PRESETS[preset].get(script, []), extra)
+    """The flags a preset gives one script: common ones, the curve intervals derived from its budget, the script's
+    own, then `extra` (later ones win)."""
+    own = merge_flags(COMMON[preset], PRESETS[preset].get(script, []), extra)
+    return merge_flags(COMMON[preset], curve_flags(preset, own), PRESETS[preset].get(script, []), extra)
 
 
 def build_jobs(args: Args, scripts: list[str], seeds: tuple[int, ...], extra: list[str], runs_dir: Path,
@@ -212,13 +275,119 @@ def build_jobs(args: Args, scripts: list[str], seeds: tuple[int, ...], extra: li
     return jobs
 
 
-def run_job(job: Job, timeout: int) -> Job:
-    """Run one job with its thread budget; a failure is recorded, never raised."""
+def find_run_dir(job: Job) -> Path | None:
+    """The run folder `runs/{dataset}__{script}__{seed}__{unix_time}` this job created (the newest one that started
+    after the job did), None before the script has made it."""
+    if not job.started:
+        return None
+    best = None
+    for p in (Path(job.cwd) / "runs").glob(f"*__{job.script}__{job.seed}__*"):
+        parsed = report.parse_run_name(p.name)
+        if parsed and parsed[1] == job.script and parsed[2] == job.seed and parsed[3] >= int(job.started) - 1:
+            best = p if best is None or parsed[3] > report.parse_run_name(best.name)[3] else best
+    return best
+
+
+class Progress:
+    """`[k/N] script seed S started/finished` lines and a heartbeat with an ETA, from any thread."""
+
+    def __init__(self, jobs: list[Job], workers: int, heartbeat: float):
+        self.jobs, self.workers, self.heartbeat = jobs, workers, heartbeat
+        self.lock = threading.Lock()
+        self.started = 0
+        self.begin = time.time()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        if self.heartbeat > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def start(self, job: Job) -> None:
+        with self.lock:
+            self.started += 1
+            job.index, job.started = self.started, time.time()
+        print(f"[{job.index}/{len(self.jobs)}] {job.script} seed {job.seed} started", flush=True)
+
+    def finish(self, job: Job, fid: float | None = None, note: str = "") -> None:
+        status = "finished" if job.returncode == 0 else f"FAILED (exit {job.returncode}, log {job.log})"
+        quality = f", FID {fid:.1f}" if fid is not None else (f", {note}" if note else "")
+        print(f"[{job.index}/{len(self.jobs)}] {job.script} seed {job.seed} {status} ({fmt_seconds(job.seconds)}"
+              f"{quality})", flush=True)
+
+    def estimate(self, now: float | None = None) -> float | None:
+        """Seconds until every job is done: each running job's total from its progress (its newest eval file's
+        iteration of --max-iters), each queued one from finished or running jobs of its script (else of any script),
+        spread over the workers; None while nothing can be estimated."""
+        now = now or time.time()
+        totals: dict[str, list[float]] = {}
+        running = []
+        for j in self.jobs:
+            if j.returncode is not None:
+                totals.setdefault(j.script, []).append(j.seconds)
+            elif j.started:
+                total = running_total(j, now)
+                running.append((j, total))
+                if total is not None:
+                    totals.setdefault(j.script, []).append(total)
+        known = [t for ts in totals.values() for t in ts]
+        if not known:
+            return None
+        fallback = float(np.mean(known))
+        left = 0.0
+        for j, total in running:
+            left += max(0.0, (total if total is not None else np.mean(totals.get(j.script, [fallback])))
+                        - (now - j.started))
+        for j in self.jobs:
+            if not j.started:
+                left += float(np.mean(totals.get(j.script, [fallback])))
+        return left / max(1, min(self.workers, len(running) + sum(not j.started for j in self.jobs)))
+
+    def line(self, now: float | None = None) -> str:
+        now = now or time.time()
+        done = sum(j.returncode is not None for j in self.jobs)
+        running = [j for j in self.jobs if j.started and j.returncode is None]
+        eta = self.estimate(now)
+        parts = ", ".join(f"{j.script} seed {j.seed} {fmt_seconds(now - j.started)}" for j in running)
+        return (f"[benchmark] {done}/{len(self.jobs)} done, {len(running)} running ({parts or 'none'}); "
+                f"elapsed {fmt_seconds(now - self.begin)}, ETA " + (fmt_seconds(eta) if eta is not None else "unknown"))
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.heartbeat):
+            print(self.line(), flush=True)
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def running_total(job: Job, now: float) -> float | None:
+    """Estimated total seconds of a running job: elapsed / (newest eval file's iteration / --max-iters)."""
+    iters = flag_value(job.cmd, "--max-iters")
+    run_dir = find_run_dir(job)
+    if run_dir is None or iters is None or int(iters) <= 0:
+        return None
+    done = [int(p.stem.split("_")[-1]) for p in run_dir.glob("samples_*.npz") if p.stem.split("_")[-1].isdigit()]
+    if not done or max(done) <= 0:
+        return None
+    return (now - job.started) * int(iters) / max(done)
+
+
+def run_job(job: Job, timeout: int, progress: Progress) -> Job:
+    """Run one job with its thread budget; a failure is recorded, never raised. Writes the commit it ran to
+    RUN_DIR/commit.txt."""
     env = dict(os.environ, OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads), PYTHONUNBUFFERED="1")
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    progress.start(job)
     with open(job.log, "w") as log:
-        log.write(job.shell() + "\n")
+        log.write(job.shell() + f"\n# commit {job.commit}\n")
         log.flush()
         try:
             job.returncode = subprocess.run(job.cmd, cwd=job.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -226,9 +395,11 @@ def run_job(job: Job, timeout: int) -> Job:
         except subprocess.TimeoutExpired:
             job.returncode = 124
             log.write(f"\n[benchmark] killed after {timeout}s\n")
-    job.seconds = time.time() - start
-    status = "ok" if job.returncode == 0 else f"FAILED (exit {job.returncode}, log {job.log})"
-    print(f"[benchmark] {job.script} seed {job.seed}: {status} in {job.seconds:.0f}s", flush=True)
+    job.seconds = time.time() - job.started
+    run_dir = find_run_dir(job)
+    if run_dir is not None:
+        job.run_dir = str(run_dir)
+        (run_dir / "commit.txt").write_text(job.commit + "\n")
     return job
 
 
@@ -254,7 +425,7 @@ def count_flops(args: Args, scripts: list[str], extra: list[str], runs_dir: Path
     data_dir = str(Path(args.data_dir).resolve())
     spec = [{"script": str(ROOT / f"{s}.py"),
              "args": ["--data-dir", data_dir, "--no-download",
-                      *script_args(args.preset, s, [*extra, *FLOP_COUNT_FLAGS.get(s, [])])]}
+                      *script_args(args.preset, s, [*extra, *FLOP_COUNT_FLAGS.get(s, []), "--eval-interval", "0"])]}
             for s in scripts]
     spec_path, out = runs_dir / "flops_spec.json", runs_dir / "flops.json"
     spec_path.write_text(json.dumps(spec, indent=1))
@@ -269,6 +440,21 @@ def count_flops(args: Args, scripts: list[str], extra: list[str], runs_dir: Path
     counted = json.loads(out.read_text())
     counted["scripts"] = {**{n: c for n, c in earlier.items() if n not in counted["scripts"]}, **counted["scripts"]}
     out.write_text(json.dumps(counted, indent=1))
+
+
+def score_finished(scorer: report.Scorer | None, job: Job) -> tuple[float | None, str]:
+    """The finished run's final FID (scored now and cached for the report, as are its eval files), or a note."""
+    if scorer is None or job.returncode != 0 or not job.run_dir:
+        return None, ""
+    run = report.Run(Path(job.run_dir), *report.parse_run_name(Path(job.run_dir).name))
+    scored = scorer.score(run)
+    scorer.curve(run)
+    if "samples" in scored:
+        return scored["samples"]["fid"], ""
+    if "translations" in scored:
+        first = next(iter(scored["translations"].items()))
+        return None, f"{first[0]} L1 {first[1]['l1']:.3f}"
+    return None, scored.get("error", "")
 
 
 def main(args: Args, extra: list[str]) -> int:
@@ -291,19 +477,34 @@ def main(args: Args, extra: list[str]) -> int:
         print("\n".join(j.shell() for j in jobs))
         return 0
     runs_dir.mkdir(parents=True, exist_ok=True)
+    scorer = None
+    if args.report:
+        torch.set_num_threads(threads)  # scoring in this process shares the cores with the runs
+        scorer = report.Scorer(args.data_dir, runs_dir, weights=args.classifier or None,
+                               retrain=args.retrain_classifier, config=CLASSIFIER[args.preset])
     if not args.skip_training:
+        commit = git_commit()
+        for j in jobs:
+            j.commit = commit
         print(f"[benchmark] preset {args.preset}: {len(jobs)} runs, {args.workers} at a time, {threads} threads each; "
-              f"runs in {runs_dir}", flush=True)
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            for future in as_completed([pool.submit(run_job, j, args.timeout) for j in jobs]):
-                record(runs_dir, args, [future.result()], skipped, threads)  # kept up to date if interrupted
+              f"commit {commit}; runs in {runs_dir}", flush=True)
+        with Progress(jobs, args.workers, args.heartbeat) as progress, \
+                ThreadPoolExecutor(max_workers=args.workers) as pool:
+            for future in as_completed([pool.submit(run_job, j, args.timeout, progress) for j in jobs]):
+                job = future.result()
+                try:
+                    fid, note = score_finished(scorer, job)
+                except Exception as e:  # scoring problems must not stop the other runs; the report shows them
+                    fid, note = None, f"not scored: {type(e).__name__}: {e}"
+                progress.finish(job, fid, note)
+                record(runs_dir, args, [job], skipped, threads)  # kept up to date if interrupted
     elif not (runs_dir / "benchmark.json").exists():
         record(runs_dir, args, [], skipped, threads)
     if args.flops and scripts:
         count_flops(args, scripts, extra, runs_dir, threads)
     if args.report:
         report.main(report.Args(runs_dir=str(runs_dir), results_dir=str(results_dir), data_dir=args.data_dir,
-                                cache_dir=args.cache_dir))
+                                classifier=args.classifier, readme=str(readme_path(args) or "")), scorer=scorer)
     failed = [j for j in jobs if j.returncode not in (0, None)]
     if failed:
         print(f"[benchmark] {len(failed)} run(s) failed: " + ", ".join(f"{j.script} seed {j.seed}" for j in failed))

@@ -1,5 +1,8 @@
 """Unit tests of benchmarks/metrics.py on constructed inputs (no data files, no network)."""
+import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,8 +11,18 @@ import pytest
 import scipy.linalg
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from benchmarks import metrics  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A feature classifier's weights file with a seeded, untrained network (no data needed, milliseconds)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "classifier_mnist.pt"
+    metrics.save_weights(path, metrics.FeatureNet(), "mnist", 0.1, 0.0, metrics.ClassifierConfig(max_steps=1))
+    return path
 
 
 def gaussian(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.ndarray:
@@ -120,6 +133,22 @@ def test_label_accuracy_and_code_error():
     assert error == pytest.approx(0.01) and mapping[0] == 3 and mapping[9] == 2
 
 
+def test_code_error_matches_codes_to_classes_one_to_one():
+    # codes 0 and 1 both produce mostly class 0: the old most-frequent-class mapping sends both to class 0 (error
+    # 6/30); a one-to-one matching must give one of them class 1, and the best choice is code 1 (error 8/30)
+    codes = np.repeat([0, 1, 2], 10)
+    preds = np.array([0] * 8 + [1] * 2 + [0] * 6 + [1] * 4 + [2] * 10)
+    many_to_one = {c: int(np.bincount(preds[codes == c]).argmax()) for c in range(3)}
+    assert many_to_one == {0: 0, 1: 0, 2: 2}
+    old_error = float((np.array([many_to_one[c] for c in codes]) != preds).mean())
+    error, mapping = metrics.code_error(preds, codes, num_classes=3)
+    assert mapping == {0: 0, 1: 1, 2: 2}
+    assert error == pytest.approx(8 / 30) and old_error == pytest.approx(6 / 30)
+    # more codes than classes: the code left without a class is wrong for all its samples
+    error, mapping = metrics.code_error(np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 1, 1, 2, 2]), num_classes=2)
+    assert sorted(mapping.values()) == [-1, 0, 1] and mapping[0] == 0 and error == pytest.approx(2 / 6)
+
+
 # --- image-to-image --------------------------------------------------------------------------------------------
 def test_psnr_ssim_identical_images():
     x = np.random.default_rng(0).integers(0, 256, size=(3, 3, 32, 32), dtype=np.uint8)
@@ -183,25 +212,67 @@ def test_dataset_names():
 
 
 # --- the classifier and scoring a samples.npz ------------------------------------------------------------------
-def test_classifier_is_trained_once_and_cached(mnist_root, tmp_path):
+def test_classifier_weights_are_loaded_and_trained_only_when_missing_or_asked(mnist_root, tmp_path, capsys):
     config = metrics.ClassifierConfig(epochs=1, max_steps=3)
-    first = metrics.get_classifier("mnist", mnist_root, tmp_path / "cache", config, log=False)
-    assert len(list((tmp_path / "cache").glob("classifier_mnist_*.pt"))) == 1
-    again = metrics.get_classifier("MNIST", mnist_root, tmp_path / "cache", config, log=False)
-    assert again.test_accuracy == first.test_accuracy and again.cache_path == first.cache_path
+    path = tmp_path / "clf.pt"
+    first = metrics.get_classifier("mnist", mnist_root, path, config=config, log=False)  # missing: trained, written
+    assert path.exists() and first.sha256 == metrics.sha256_file(path) and f"sha256 {first.sha256}" in \
+        capsys.readouterr().err
+    mtime = path.stat().st_mtime_ns
+    again = metrics.get_classifier("MNIST", mnist_root, path, config=metrics.ClassifierConfig(epochs=5), log=False)
+    assert path.stat().st_mtime_ns == mtime and again.sha256 == first.sha256  # loaded, not retrained
+    assert again.config == config  # the config recorded in the file, not the one passed
     assert np.array_equal(again.real_features, first.real_features)
-    other = metrics.get_classifier("mnist", mnist_root, tmp_path / "cache", metrics.ClassifierConfig(epochs=1,
-                                                                                                    max_steps=2))
-    assert other.cache_path != first.cache_path  # the training config is part of the key
+    _, preds = metrics.extract(again.net, again.test_images)
+    _, labels = metrics.load_split("mnist", mnist_root, train=False)
+    assert again.test_accuracy == float((preds == labels).mean())
+    retrained = metrics.get_classifier("mnist", mnist_root, path, retrain=True, config=config, log=False)
+    assert retrained.sha256 == metrics.sha256_file(path) and f"sha256 {retrained.sha256}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        metrics.get_classifier("fashion-mnist", mnist_root, path, log=False)  # weights of another dataset
 
 
-def test_samples_at_32px_are_scored_against_a_32px_reference(mnist_root, tmp_path):
-    clf = metrics.get_classifier("mnist", mnist_root, tmp_path, metrics.ClassifierConfig(epochs=1, max_steps=3),
-                                 log=False)
-    labels = np.arange(len(clf.test_images)) % 10
-    np.savez(tmp_path / "samples.npz", images=metrics.resize_uint8(clf.test_images, 32), labels=labels)
-    scored = metrics.score_samples(tmp_path / "samples.npz", clf, kid_subsets=5)
-    assert scored["size"] == 32 and abs(scored["fid"]) < 1e-6  # the test set itself, taken to 32 px
-    assert scored["precision"] == 1.0 and scored["recall"] == 1.0 and 0 <= scored["label_accuracy"] <= 1
-    floor = metrics.real_floor(clf, size=28, kid_subsets=5)
-    assert floor["size"] == 28 and floor["n"] == 256 and floor["fid"] > 0
+def test_committed_weights_match_the_hash_in_the_docs():
+    path = metrics.default_weights("mnist")
+    assert path.exists(), f"{path} is missing: the benchmark's feature classifier must be committed"
+    digest = metrics.sha256_file(path)
+    assert digest in (ROOT / "docs" / "benchmarks.md").read_text(), f"docs/benchmarks.md does not name sha256 {digest}"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["dataset"] == "mnist" and ckpt["format"] == metrics.WEIGHTS_FORMAT
+    metrics.FeatureNet().load_state_dict(ckpt["state_dict"])
+
+
+def test_every_size_is_scored_against_the_raw_28px_test_set(mnist_root, tmp_path, tiny_weights):
+    clf = metrics.get_classifier("mnist", mnist_root, tiny_weights, log=False)
+    _, labels = metrics.load_split("mnist", mnist_root, train=False)
+    np.savez(tmp_path / "raw.npz", images=clf.test_images, labels=labels, iteration=7, train_seconds=1.5)
+    raw = metrics.score_samples(tmp_path / "raw.npz", clf, kid_subsets=5)
+    assert raw["size"] == 28 and abs(raw["fid"]) < 1e-6 and raw["precision"] == raw["recall"] == 1.0
+    assert raw["iteration"] == 7 and raw["train_seconds"] == 1.5  # an eval file's header passes through
+    _, preds = metrics.extract(clf.net, clf.test_images)
+    assert raw["label_accuracy"] == float((preds == labels).mean())
+    np.savez(tmp_path / "big.npz", images=metrics.resize_uint8(clf.test_images, 32))
+    big = metrics.score_samples(tmp_path / "big.npz", clf, kid_subsets=0)
+    assert big["size"] == 32 and "kid" not in big
+    feats, _ = metrics.extract(clf.net, metrics.resize_uint8(clf.test_images, 32))
+    assert big["fid"] == pytest.approx(metrics.fid(clf.real_features, feats), rel=1e-6) and big["fid"] > 1e-3
+    floor = metrics.real_floor(clf, size=32, kid_subsets=5)
+    train, _ = metrics.load_split("mnist", mnist_root, train=True)
+    feats, _ = metrics.extract(clf.net, metrics.resize_uint8(train, 32))
+    assert floor["size"] == 32 and floor["n"] == 256 and floor["fid"] == pytest.approx(
+        metrics.fid(clf.real_features, feats), rel=1e-6)
+
+
+def test_scoring_is_identical_in_two_fresh_processes(mnist_root, tmp_path, tiny_weights):
+    images, _ = metrics.load_split("mnist", mnist_root, train=True)
+    np.savez(tmp_path / "samples.npz", images=images[:120])
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "metrics.py"), str(tmp_path / "samples.npz"), "--dataset",
+           "mnist", "--data-dir", str(mnist_root), "--weights", str(tiny_weights)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    first, second = (json.loads(o[0]) for o in outs)
+    assert first["samples"]["fid"] == second["samples"]["fid"] and first["samples"] == second["samples"]
+    assert first["classifier"]["sha256"] == metrics.sha256_file(tiny_weights)
