@@ -932,7 +932,8 @@ def render(doc: dict, out: Path) -> str:
         lines += ["## Sample quality", "",
                   "Final samples (`samples.npz`) against the raw 28 px test set (the one reference for every "
                   "script), in the feature classifier's space; *px*: the samples' size; samples of another size are "
-                  "resized to 28 px (bilinear, antialiased) before the classifier. The *real data* rows are the "
+                  "mapped to 28 px (the inverse of the scripts' 28 -> 32 px resize) before the classifier. The "
+                  "*real data* rows are the "
                   "floor: real training images scored exactly like a model's samples, at 28 px and, for the 32 px "
                   "scripts, taken to 32 px and back (what the resize alone costs).", "",
                   md_table(["script", "px", "seeds"] + [t for _, t, _ in used], rows), ""]
