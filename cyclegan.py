@@ -2,24 +2,26 @@
 """CycleGAN: ResNet generators G: A -> B and F: B -> A, 70x70 PatchGAN discriminators D_A and D_B.
 
 Paper-to-code map
-- Eq. 1 with the least-squares loss (Section 4) ... `lsgan_loss`, `discriminator_loss` (halved), G step `g_gan_a/b`
+- Eq. 1 with the least-squares loss (Section 4) ... `generator_loss` (target 1), `discriminator_loss` (1 / 0, halved)
 - Eq. 2, cycle consistency (L1) .................. `cycle_loss`, weight lambda (`--lambda-cycle` 10)
 - Section 5.2, identity mapping loss .............. `identity_loss`, weight lambda * 0.5 (`--lambda-identity`)
 - Eq. 3, full objective ........................... `g_loss` in step (1) of the loop; D_A, D_B in step (2)
-- Section 4, history of 50 generated images ....... `ImagePool` (official util/image_pool.py)
+- Section 4, history of 50 generated images ....... `image_pool` (official util/image_pool.py)
 - Appendix 7.2, architectures ..................... `ResnetGenerator`, `NLayerDiscriminator`, `init_weights`
 - Section 4, Adam 2e-4, 100 + 100 epochs, decay .. `linear_decay` (official `--lr_policy linear`)
-- official data/unaligned_dataset.py .............. `UnpairedBatches` (independent orders of A and B), `augment`
+- official data/unaligned_dataset.py .............. `EpochSampler` (independent orders of A and B), `augment`
 """
+import atexit
+import datetime
+import itertools
 import os
 import random
 import shutil
 import signal
 import sys
-import tarfile
+import tempfile
 import time
 import urllib.request
-import zipfile
 from dataclasses import asdict, dataclass
 from typing import Literal, Optional
 
@@ -41,7 +43,7 @@ class Args:
     seed: int = 1
     """seed of the experiment (python, numpy, torch and the data order)"""
     torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """if toggled, deterministic kernels only (`torch.use_deterministic_algorithms`); off is faster on CUDA"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
     data_dir: str = "data"
@@ -74,6 +76,8 @@ class Args:
     """with --resume: no training, only write the sample grid and translations.npz"""
     compile: bool = False
     """if toggled, `torch.compile` the networks"""
+    eval_interval: int = 0
+    """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
 
     # Algorithm specific arguments
     dataset: Literal["facades", "horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo", "maps",
@@ -97,18 +101,17 @@ class Args:
     """history of generated images shown to the discriminators (Section 4; 0 = no history)"""
     epochs_decay: int = 100
     """last epochs over which the rate decays linearly to zero (Section 4: 100)"""
-    input_dir: Optional[str] = None
-    """with --eval-only: translate every image in this folder and write PNGs into the run folder"""
-    direction: Literal["AtoB", "BtoA"] = "AtoB"
-    """which generator --input-dir images go through (AtoB: G, BtoA: F)"""
-    backend: Optional[Literal["nccl", "gloo"]] = None
-    """torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU)"""
+    in_memory_limit_mb: int = 2048
+    """training sets up to this size ((N_A + N_B) x 3 x 286 x 286 bytes) live on the device, larger ones stream"""
+    num_workers: int = 4
+    """DataLoader processes decoding images when the training set streams from disk (official num_threads 4)"""
+    mirror: str = "http://efrosgans.eecs.berkeley.edu"
+    """--download fetches MIRROR/cyclegan/datasets/NAME.zip (aligned: pix2pix/.../NAME.tar.gz); file:///path works"""
 
 
-CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{}.zip"
-PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz"
 AB_SETS = ("facades", "maps")  # also released in the AB layout; their unpaired copies live in DATA_DIR/<name>_cyclegan
 IMG_EXT = (".jpg", ".jpeg", ".png")
+stop_signal = 0  # the last stop signal received (0: none), set by on_stop_signal
 
 
 def fail(msg: str, code: int = 2):
@@ -118,11 +121,13 @@ def fail(msg: str, code: int = 2):
 
 
 def check_args(args: Args, world: int = 1):
-    for i, name in enumerate(["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "ngf",
-                              "ndf", "lr", "max_iters", "num_eval_samples", "n_blocks", "pool_size", "epochs_decay",
-                              "lambda_cycle", "lambda_identity"]):
-        if not (getattr(args, name) > 0 if i < 8 else getattr(args, name) >= 0):  # NaN fails too
-            fail(f"--{name.replace('_', '-')} must be {'> 0' if i < 8 else '>= 0'} (got {getattr(args, name)})")
+    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "ngf", "ndf", "lr"]:
+        if not getattr(args, name) > 0:  # NaN fails too
+            fail(f"--{name.replace('_', '-')} must be > 0 (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "n_blocks", "pool_size", "epochs_decay", "lambda_cycle",
+                 "lambda_identity", "eval_interval", "in_memory_limit_mb", "num_workers"]:
+        if not getattr(args, name) >= 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
     if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
         fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
     if args.img_size % 4 or args.img_size < 24:
@@ -133,21 +138,8 @@ def check_args(args: Args, world: int = 1):
         fail(f"--batch-size {args.batch_size} must be divisible by the {world} processes (the batch is split)")
     if args.dataset_mode == "aligned" and args.dataset not in (*AB_SETS, "folder"):
         fail(f"--dataset-mode aligned takes --dataset {', '.join(AB_SETS)} or folder (got {args.dataset})")
-    if args.resume is not None and not os.path.isfile(args.resume):
-        fail(f"--resume {args.resume}: no such checkpoint file")
     if args.eval_only and args.resume is None:
         fail("--eval-only needs --resume PATH (the checkpoint to translate with)")
-    if args.input_dir is not None and not (args.eval_only and os.path.isdir(args.input_dir)):
-        fail(f"--input-dir {args.input_dir}: needs --eval-only and an existing folder of images")
-
-
-def dataset_root(args: Args) -> str:
-    suffix = "_cyclegan" if args.dataset_mode == "unaligned" and args.dataset in AB_SETS else ""
-    return args.data_dir if args.dataset == "folder" else os.path.join(args.data_dir, args.dataset + suffix)
-
-
-def list_images(folder: str) -> list:
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXT)) if os.path.isdir(folder) else []
 
 
 def read_rgb(path: str, size: int, half: Optional[int] = None) -> torch.Tensor:
@@ -157,93 +149,93 @@ def read_rgb(path: str, size: int, half: Optional[int] = None) -> torch.Tensor:
     return TF.resize(img, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
 
 
-def download(args: Args, root: str):  # the official archive unpacked into root; nothing left behind on failure
-    url = (CYCLEGAN_URL if args.dataset_mode == "unaligned" else PIX2PIX_URL).format(args.dataset)
-    tmp, archive = root + ".download", os.path.join(root + ".download", os.path.basename(url))
+def download(args: Args, root: str) -> Optional[str]:
+    """Unpack the official archive in a temporary folder next to root, then one rename; on failure remove it all."""
+    url = (f"{args.mirror.rstrip('/')}/cyclegan/datasets/{args.dataset}.zip" if args.dataset_mode == "unaligned" else
+           f"{args.mirror.rstrip('/')}/pix2pix/datasets/{args.dataset}.tar.gz")
+    created, tmp = not os.path.exists(args.data_dir), None
     try:
-        os.makedirs(tmp, exist_ok=True)
+        os.makedirs(args.data_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.download-", dir=args.data_dir)
+        archive = os.path.join(tmp, os.path.basename(url))
         print(f"downloading {url}", flush=True)
-        with urllib.request.urlopen(url, timeout=60) as r, open(archive, "wb") as f:
-            shutil.copyfileobj(r, f)
-        (zipfile.ZipFile(archive) if url.endswith(".zip") else tarfile.open(archive)).extractall(tmp)
-        os.replace(os.path.join(tmp, args.dataset), root)
-    except (OSError, zipfile.BadZipFile, tarfile.TarError) as e:
-        print(f"download failed: {type(e).__name__}: {e}")
+        urllib.request.urlretrieve(url, archive)
+        shutil.unpack_archive(archive, tmp)  # .zip or .tar.gz
+        os.rename(os.path.join(tmp, args.dataset), root)  # the archive's top folder is the dataset's name
+    except Exception as e:  # the network, the disk, a broken archive: leave nothing behind
+        if created:
+            shutil.rmtree(args.data_dir, ignore_errors=True)
+        return f"download from {url} failed ({type(e).__name__}; offline?)"
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_dataset(args: Args):
-    """(train_a, train_b, test_a, test_b, paired): uint8 (N, 3, L, L) training images at the load size L, (N, 3, S, S)
-    test images at --img-size (official test: load size = crop size); paired: test_a[i] and test_b[i] match."""
-    root = dataset_root(args)
+def find_images(args: Args, rank: int = 0, group=None):
+    """(train_a, train_b, test_a, test_b) lists of (path, half: None, or 0 / 1 for A / B of an AB image), paired. A
+    missing set is downloaded (--download) by rank 0 alone; under torchrun the others wait at a barrier of `group`."""
+    suffix = "_cyclegan" if args.dataset_mode == "unaligned" and args.dataset in AB_SETS else ""
+    root = args.data_dir if args.dataset == "folder" else os.path.join(args.data_dir, args.dataset + suffix)
+    problem, fetch = None, args.download and args.dataset != "folder"  # every rank alike: the same barriers
+    if fetch and rank == 0 and not os.path.exists(root):
+        problem = download(args, root)
+    if fetch and group is not None:
+        dist.barrier(group)
     subdirs = ["trainA", "trainB", "testA", "testB"] if args.dataset_mode == "unaligned" else ["train", "test"]
-    missing = lambda: [d for d in subdirs if not list_images(os.path.join(root, d))]
-    if missing() and args.download and args.dataset != "folder" and not os.path.exists(root):
-        download(args, root)
-    if missing():
-        fail(f"{args.dataset} ({args.dataset_mode}) not found: expected images in {os.path.join(root, missing()[0])}; "
-             f"pass --data-dir pointing at the folder that holds {os.path.basename(root)}/ (the tree itself with "
-             "--dataset folder), or run once with --download while online", 1)
-    big, small = round(args.img_size * 286 / 256), args.img_size  # official --load_size 286 for --crop_size 256
-    read = lambda d, size, half=None: torch.stack([read_rgb(os.path.join(root, d, f), size, half)
-                                                   for f in list_images(os.path.join(root, d))])
+    listed = lambda d: sorted(f for f in os.listdir(d) if f.lower().endswith(IMG_EXT)) if os.path.isdir(d) else []
+    found = {d: [os.path.join(root, d, f) for f in listed(os.path.join(root, d))] for d in subdirs}
+    missing = [d for d in subdirs if not found[d]]
+    if missing:
+        fail(f"{args.dataset} ({args.dataset_mode}) {problem or 'not found'}: expected images in {root}/{missing[0]}; "
+             f"pass --data-dir holding {os.path.basename(root)}/ (with --dataset folder: the tree) or --download", 1)
     if args.dataset_mode == "aligned":  # A | B side by side: the left half is A, the right half B
-        return read("train", big, 0), read("train", big, 1), read("test", small, 0), read("test", small, 1), True
-    paired = list_images(os.path.join(root, "testA")) == list_images(os.path.join(root, "testB"))
-    return read("trainA", big), read("trainB", big), read("testA", small), read("testB", small), paired
+        return *([(p, half) for p in found[split]] for split in ("train", "test") for half in (0, 1)), True
+    paired = [os.path.basename(p) for p in found["testA"]] == [os.path.basename(p) for p in found["testB"]]
+    return *([(p, None) for p in found[d]] for d in subdirs), paired
 
 
-class UnpairedBatches:
-    """Each epoch a seeded permutation of A and an independent one of B (repeated up to max(n_a, n_b), the official
-    length): pairs change every epoch, the order depends only on the step (exact resume); rank r takes slice r."""
-    def __init__(self, n_a: int, n_b: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.n, self.length, self.batch_size, self.seed = (n_a, n_b), max(n_a, n_b), batch_size, seed
-        self.local, self.rank, self.epoch = batch_size // world, rank, -1
-        self.per_epoch = self.length // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int):
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            gens = [torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 2 + d) for d in (0, 1)]
-            self.perms = [torch.cat([torch.randperm(n, generator=g) for _ in range(-(-self.length // n))])[:self.length]
-                          for n, g in zip(self.n, gens, strict=True)]
-            self.epoch = epoch
-        lo = i * self.batch_size + self.rank * self.local
-        return self.perms[0][lo:lo + self.local].tolist(), self.perms[1][lo:lo + self.local].tolist()
+def epoch_batches(n: int, length: int, batch_size: int, seed: int, domain: int, start: int, rank=0, world=1):
+    """One domain's batches of (index, crop key) from step `start` on; a batch depends only on its step and rank."""
+    local, per_epoch, epoch = batch_size // world, length // batch_size, -1  # the last incomplete batch is dropped
+    for step in itertools.count(start):
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * 2 + domain)
+            perm = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-length // n))])[:length].tolist()
+        lo = step % per_epoch * batch_size + rank * local
+        yield [(perm[j], f"{seed}/{domain}/{epoch}/{j}") for j in range(lo, lo + local)]
 
 
-def augment(data: torch.Tensor, idx: list, size: int) -> torch.Tensor:
-    """Random size x size crop of each load-size image and a random horizontal flip (official `resize_and_crop` +
-    flip), on the device; crop offsets and flips come from the global torch RNG (saved in the checkpoint)."""
-    offsets = torch.randint(0, data.shape[-1] - size + 1, (len(idx), 2)).tolist()
-    flips = (torch.rand(len(idx)) < 0.5).tolist()
-    crops = [data[j, :, y:y + size, x:x + size] for j, (y, x) in zip(idx, offsets, strict=True)]
-    return normalize(torch.stack([c.flip(-1) if f else c for c, f in zip(crops, flips, strict=True)]))
+def augment(img: torch.Tensor, key: str, size: int) -> torch.Tensor:
+    """Random crop to size x size and horizontal flip (official resize_and_crop + flip), drawn from Random(key)."""
+    r = random.Random(key)
+    y, x = r.randrange(img.shape[-2] - size + 1), r.randrange(img.shape[-1] - size + 1)
+    crop = img[..., y:y + size, x:x + size]
+    return crop.flip(-1) if r.random() < 0.5 else crop
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:  # uint8 [0, 255] -> float [-1, 1]; float images pass through
-    return x.float().div(127.5).sub(1.0) if x.dtype == torch.uint8 else x
+class ImageFiles(torch.utils.data.Dataset):
+    """One domain's training images streamed from disk: decoded, resized to the load size, cropped and flipped."""
+    def __init__(self, files: list, load_size: int, size: int):
+        self.files, self.load_size, self.size = files, load_size, size
+
+    def __getitem__(self, item: tuple) -> torch.Tensor:
+        (path, half), key = self.files[item[0]], item[1]
+        return augment(read_rgb(path, self.load_size, half), key, self.size)
 
 
-class ImagePool:
-    """History of generated images (Section 4; official util/image_pool.py): until full, store and return each image;
-    then with probability 0.5 swap it for a stored one, else return it. Python's global RNG (in the checkpoint)."""
-    def __init__(self, size: int):
-        self.size, self.images = size, []
-
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return images
-        out = []
-        for img in images.detach().split(1):
-            if len(self.images) < self.size:
-                self.images.append(img)
-            elif random.uniform(0, 1) > 0.5:  # return a stored image, keep the new one in its place
-                j = random.randint(0, self.size - 1)
-                self.images[j], img = img, self.images[j]
-            out.append(img)
-        return torch.cat(out)
+def image_pool(history: list, images: torch.Tensor, size: int) -> torch.Tensor:
+    """Fakes for D through a history of `size` (Section 4, official util/image_pool.py): until full, store and return
+    each; then with probability 0.5 swap it for a stored one. Python's global RNG; `history` (checkpointed) changes."""
+    out = []
+    for img in images.detach().split(1):
+        if len(history) < size:
+            history.append(img)
+        elif size > 0 and random.uniform(0, 1) > 0.5:
+            j = random.randint(0, size - 1)
+            history[j], img = img, history[j]
+        out.append(img)
+    return torch.cat(out)
 
 
 def init_weights(m: nn.Module):  # N(0, 0.02) weights, zero biases (official init_type normal, init_gain 0.02)
@@ -252,13 +244,23 @@ def init_weights(m: nn.Module):  # N(0, 0.02) weights, zero biases (official ini
         nn.init.zeros_(m.bias)
 
 
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """Under deterministic algorithms the same padding by slices, flips and cat: a deterministic backward on CUDA."""
+    def forward(self, x):
+        if not torch.are_deterministic_algorithms_enabled():
+            return super().forward(x)
+        p = self.padding[0]
+        x = torch.cat([x[..., 1:p + 1, :].flip(-2), x, x[..., -p - 1:-1, :].flip(-2)], dim=-2)
+        return torch.cat([x[..., 1:p + 1].flip(-1), x, x[..., -p - 1:-1].flip(-1)], dim=-1)
+
+
 class ResnetBlock(nn.Module):
     """R_k: two 3x3 convolutions with reflection padding and InstanceNorm, plus the skip connection."""
     def __init__(self, dim: int):
         super().__init__()
         self.block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim))
+            ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
+            ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim))
 
     def forward(self, x):
         return x + self.block(x)
@@ -267,7 +269,7 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Sequential):
     """c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3, tanh (Appendix 7.2; Johnson et al. 2016)."""
     def __init__(self, ngf: int = 64, n_blocks: int = 9, channels: int = 3):
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+        layers = [ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
         for mult in (1, 2):  # d128, d256: (B, ngf*mult*2, H/2^k, W/2^k)
             layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ngf * mult * 2),
                        nn.ReLU(True)]
@@ -275,14 +277,13 @@ class ResnetGenerator(nn.Sequential):
         for mult in (4, 2):  # u128, u64: fractionally strided convolutions
             layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
                        nn.InstanceNorm2d(ngf * mult // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, channels, 7), nn.Tanh()]  # (B, C, H, W) in [-1, 1]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ngf, channels, 7), nn.Tanh()]  # (B, C, H, W) in [-1, 1]
         super().__init__(*layers)
         self.apply(init_weights)
 
 
 class NLayerDiscriminator(nn.Sequential):
-    """70x70 PatchGAN (n_layers 3): C64 (no norm) - C128 - C256 - C512 (stride 1) - 1 channel, 4x4 convolutions,
-    LeakyReLU 0.2, InstanceNorm; raw scores per patch for the least-squares loss (Appendix 7.2)."""
+    """70x70 PatchGAN: C64 (no norm)-C128-C256-C512 (stride 1)-1, 4x4 convs, LeakyReLU 0.2, raw scores (App. 7.2)."""
     def __init__(self, ndf: int = 64, n_layers: int = 3, channels: int = 3):
         layers, mult = [nn.Conv2d(channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)], 1
         for n in range(1, n_layers + 1):
@@ -294,12 +295,8 @@ class NLayerDiscriminator(nn.Sequential):
         self.apply(init_weights)
 
 
-class CycleGenerators(nn.Module):
-    """G: A -> B and F: B -> A in one module, so that one forward (and one DDP wrapper) covers the whole G step."""
-    def __init__(self, ngf: int = 64, n_blocks: int = 9):
-        super().__init__()
-        self.g_ab, self.g_ba = ResnetGenerator(ngf, n_blocks), ResnetGenerator(ngf, n_blocks)
-
+class CycleGenerators(nn.ModuleDict):
+    """G: A -> B (g_ab) and F: B -> A (g_ba) in one module: one forward (and one DDP wrapper) covers the G step."""
     def forward(self, real_a, real_b):
         """G(a), F(b), F(G(a)), G(F(b)), F(a), G(b); InstanceNorm is per image, so batching calls changes nothing."""
         fake_b, fake_a = self.g_ab(real_a), self.g_ba(real_b)
@@ -308,14 +305,15 @@ class CycleGenerators(nn.Module):
         return fake_b, fake_a, rec_a, rec_b, idt_a, idt_b
 
 
-def lsgan_loss(pred: torch.Tensor, real: bool) -> torch.Tensor:
-    """Least-squares GAN loss (Section 4, Mao et al. 2017): mean (D(x) - 1)^2 for real, mean D(x)^2 for fake."""
-    return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
+def generator_loss(fake_pred: torch.Tensor) -> torch.Tensor:
+    """Least squares (Section 4, Mao et al. 2017): mean (D(G(x)) - 1)^2, G wants its fakes scored as real (1)."""
+    return F.mse_loss(fake_pred, torch.ones_like(fake_pred))
 
 
 def discriminator_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
-    """0.5 [(D(y) - 1)^2 + D(G(x))^2]: halved to slow D relative to G (Section 4)."""
-    return 0.5 * (lsgan_loss(real_pred, True) + lsgan_loss(fake_pred, False))
+    """0.5 [(D(y) - 1)^2 + D(G(x))^2]: real towards 1, fake towards 0, halved to slow D relative to G (Section 4)."""
+    real, fake = F.mse_loss(real_pred, torch.ones_like(real_pred)), F.mse_loss(fake_pred, torch.zeros_like(fake_pred))
+    return 0.5 * (real + fake)
 
 
 def cycle_loss(rec: torch.Tensor, real: torch.Tensor, lambda_cycle: float) -> torch.Tensor:
@@ -333,75 +331,129 @@ def linear_decay(epochs: int, epochs_decay: int):
     return lambda e: 1.0 - max(0, e + 1 - (epochs - epochs_decay)) / float(epochs_decay + 1)
 
 
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint onto the CPU (RNG states must be CPU tensors); an unreadable file ends in one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
+        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
+    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        if "fused" in group:
+            saved["fused"] = group["fused"]
+    optimizer.load_state_dict(state)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
+def on_stop_signal(signum, frame):
+    """Ctrl-C (SIGINT), a scheduler's SIGTERM: the loop finishes its iteration, checkpoints and exits 128 + signal."""
+    global stop_signal
+    stop_signal = signum
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     check_args(args, world)
-    distributed, rank = world > 1, 0
+    distributed, rank, cpu_group = world > 1, 0, None
     use_cuda = torch.cuda.is_available() and args.cuda
     if distributed:  # launched by torchrun: one process per device, the batch split across them
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(args.backend or ("nccl" if use_cuda else "gloo"))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
         rank = dist.get_rank()
+        cpu_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=24))  # outlasts a long download
 
-    # TRY NOT TO MODIFY: seeding (per rank: augmentation and image pool differ, DDP broadcasts rank 0's weights)
+    # TRY NOT TO MODIFY: seeding (per rank: image pools differ, DDP broadcasts rank 0's weights)
     random.seed(args.seed + rank)
     np.random.seed(args.seed + rank)
     torch.manual_seed(args.seed + rank)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.backends.cudnn.benchmark = not args.torch_deterministic
+    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        sys.excepthook = on_uncaught
     device = torch.device(f"cuda:{torch.cuda.current_device()}" if use_cuda else "cpu")
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    ckpt = load_checkpoint(args.resume) if args.resume else None
+    read_images = lambda files, size: torch.stack([read_rgb(p, size, half) for p, half in files]).to(device)
+    normalize = lambda x: x.float().div(127.5).sub(1.0)  # uint8 [0, 255] -> float [-1, 1]
 
-    # Data: decoded once into uint8 tensors on the device; crops, flips and normalisation happen there per batch
-    if args.input_dir is None:
-        *tensors, paired = load_dataset(args)
-        train_a, train_b, test_a, test_b = (t.to(device) for t in tensors)
-        batches = UnpairedBatches(len(train_a), len(train_b), args.batch_size, args.seed, rank, world)
-        if batches.per_epoch == 0:
-            fail(f"--batch-size {args.batch_size} exceeds the {batches.length} training images")
-        total_iters = min(args.epochs * batches.per_epoch, args.max_iters or float("inf"))
+    # Data: lists of files; only rank 0 downloads, the others wait for it
+    train_a, train_b, test_a, test_b, paired = find_images(args, rank, cpu_group)
+    length = max(len(train_a), len(train_b))  # an epoch (official: max(|A|, |B|))
+    per_epoch = length // args.batch_size
+    if per_epoch == 0:
+        fail(f"--batch-size {args.batch_size} exceeds the {length} training images")
+    total_iters = min(args.epochs * per_epoch, args.max_iters or float("inf"))
+    load_size = round(args.img_size * 286 / 256)  # official --load_size 286 for --crop_size 256
+    in_memory = (len(train_a) + len(train_b)) * 3 * load_size ** 2 <= args.in_memory_limit_mb * 2 ** 20
 
     n_blocks = args.n_blocks or (9 if args.img_size >= 256 else 6)  # Appendix 7.2: 6 blocks at 128, 9 at 256
-    g_nets = CycleGenerators(args.ngf, n_blocks).to(device, memory_format=fmt)
+    g_nets = CycleGenerators({"g_ab": ResnetGenerator(args.ngf, n_blocks), "g_ba": ResnetGenerator(args.ngf, n_blocks)})
+    g_nets.to(device, memory_format=fmt)
     d_nets = nn.ModuleDict({"d_a": NLayerDiscriminator(args.ndf), "d_b": NLayerDiscriminator(args.ndf)})
     d_nets.to(device, memory_format=fmt)  # D_A judges domain A (a vs F(b)), D_B domain B (b vs G(a))
     optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
                                                  fused=device.type == "cuda") for net in (g_nets, d_nets))
     scheduler_g, scheduler_d = (torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(args.epochs, args.epochs_decay))
                                 for opt in (optimizer_g, optimizer_d))
-    pool_a, pool_b = ImagePool(args.pool_size), ImagePool(args.pool_size)  # F(b) for D_A, G(a) for D_B
+    pool_a, pool_b = [], []  # histories: F(b) for D_A, G(a) for D_B
     nets = {"g_ab": g_nets.g_ab, "g_ba": g_nets.g_ba, "d_a": d_nets.d_a, "d_b": d_nets.d_b}
     states = dict(optimizer_g=optimizer_g, optimizer_d=optimizer_d, scheduler_g=scheduler_g, scheduler_d=scheduler_d)
 
-    iteration, step, run_dir = 0, 0, None  # generator updates done, (A, B) batches consumed
-    if args.resume:
+    iteration, train_seconds, run_dir = 0, 0.0, None  # G updates (= (a, b) batches consumed), training time so far
+    if ckpt is not None:
         try:
-            ckpt = torch.load(args.resume, map_location=device, weights_only=False)
             for name, obj in [*nets.items(), *(states.items() if not args.eval_only else [])]:
-                obj.load_state_dict(ckpt[name])
+                (load_optimizer if name.startswith("optimizer") else type(obj).load_state_dict)(obj, ckpt[name])
             if not args.eval_only:
                 if len(ckpt["ranks"]) != world:
                     raise ValueError(f"written by {len(ckpt['ranks'])} process(es), resumed with {world}")
-                own = ckpt["ranks"][rank]  # this rank's image pools and RNG states
-                pool_a.images, pool_b.images = ([t.to(device) for t in own[k]] for k in ("pool_a", "pool_b"))
+                own = ckpt["ranks"][rank]  # this rank's image pools and RNG states (CPU tensors)
+                pool_a[:], pool_b[:] = ([t.to(device) for t in own[k]] for k in ("pool_a", "pool_b"))
                 for key, set_state in [("python", random.setstate), ("numpy", np.random.set_state),
                                        ("torch", torch.set_rng_state), ("cuda", torch.cuda.set_rng_state)]:
                     if own["rng"][key] is not None and (key != "cuda" or device.type == "cuda"):
                         set_state(own["rng"][key])
-        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as e:
+            iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, run_dir = ckpt["iteration"], ckpt["step"], os.path.dirname(os.path.abspath(args.resume))
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
     # the G step runs D outside DDP (frozen, nothing to sync); the D step through DDP when distributed
-    trained = [g_nets, d_nets.d_a, d_nets.d_b]
-    trained = [nn.parallel.DistributedDataParallel(m) for m in trained] if distributed else trained
+    trained = [nn.parallel.DistributedDataParallel(m) if distributed else m for m in (g_nets, d_nets.d_a, d_nets.d_b)]
     g_train, d_train_a, d_train_b, d_a, d_b = [torch.compile(m) if args.compile else m for m in
                                                [*trained, d_nets.d_a, d_nets.d_b]]
 
+    def training_batches(files: list, domain: int):
+        """uint8 crops per step: from the set held on the device when small, else streamed (the same batches)."""
+        sampler = epoch_batches(len(files), length, args.batch_size, args.seed, domain, iteration, rank, world)
+        if in_memory:
+            data = read_images(files, load_size)  # on the device; the host copy is dropped
+            return (torch.stack([augment(data[i], key, args.img_size) for i, key in batch]) for batch in sampler)
+        return iter(torch.utils.data.DataLoader(
+            ImageFiles(files, load_size, args.img_size), batch_sampler=sampler, num_workers=args.num_workers,
+            persistent_workers=args.num_workers > 0, pin_memory=device.type == "cuda"))
+
+    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration, write
+    signal.signal(signal.SIGTERM, on_stop_signal)  # a checkpoint, exit 128 + signal; DataLoader workers ignore them
+    streams = [] if args.eval_only else [training_batches(train_a, 0), training_batches(train_b, 1)]
+    atexit.register(streams.clear)  # DataLoader workers ignore SIGTERM: end them before multiprocessing joins them
+
     # TRY NOT TO MODIFY: run folder and logging, rank 0 only (a resumed run keeps writing into its own folder)
-    if run_dir is None:
-        run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = run_dir or f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer, ckpt_path = None, f"{run_dir}/checkpoint.pt"
     if rank == 0:
         os.makedirs(f"{run_dir}/samples", exist_ok=True)
@@ -409,63 +461,61 @@ if __name__ == "__main__":
         writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
                                                                               asdict(args).items()))
 
-    @torch.no_grad()
-    def translate(net: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:  # eval mode, chunks, [-1, 1]
-        net.eval()
-        out = torch.cat([net(normalize(x[i:i + chunk])) for i in range(0, len(x), chunk)])
-        net.train()
-        return out
-
-    if args.input_dir is not None:  # --eval-only --input-dir: translate a folder of single-domain images
-        files = list_images(args.input_dir)
-        if not files:
-            fail(f"--input-dir {args.input_dir}: no {'/'.join(IMG_EXT)} images found", 1)
-        net, out_dir = (g_nets.g_ab if args.direction == "AtoB" else g_nets.g_ba), f"{run_dir}/{args.direction}"
-        os.makedirs(out_dir, exist_ok=True)
-        for f in files:
-            y = translate(net, read_rgb(os.path.join(args.input_dir, f), args.img_size)[None].to(device))
-            torchvision.utils.save_image((y + 1) / 2, f"{out_dir}/{os.path.splitext(f)[0]}.png")
-        print(f"done: {len(files)} images translated {args.direction} into {out_dir}")
-        sys.exit(0)
-
     def save_checkpoint():  # all ranks take part (their image pools and RNG states are gathered); rank 0 writes
-        own = {"pool_a": [t.cpu() for t in pool_a.images], "pool_b": [t.cpu() for t in pool_b.images],
+        own = {"pool_a": [t.cpu() for t in pool_a], "pool_b": [t.cpu() for t in pool_b],
                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}}
+                       "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}}
         ranks = [own] * world
         if distributed:
             dist.all_gather_object(ranks, own)
         if rank == 0:
             torch.save({**{k: v.state_dict() for k, v in {**nets, **states}.items()}, "iteration": iteration,
-                        "step": step, "epoch": step // batches.per_epoch, "args": asdict(args), "ranks": ranks},
-                       ckpt_path + ".tmp")
+                        "step": iteration, "epoch": iteration // per_epoch, "args": asdict(args), "ranks": ranks,
+                        "train_seconds": train_seconds + time.time() - start_time - eval_seconds}, ckpt_path + ".tmp")
             os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic
 
-    fixed_a, fixed_b = (t[:min(4, len(test_a), len(test_b))] for t in (test_a, test_b))  # a fixed test batch
+    @torch.no_grad()
+    def translate_test(m: int) -> dict:
+        """uint8 {a2b,b2a}_{inputs,outputs,cycle} of the first m test images (eval = train mode: no dropout, no BN)."""
+        out, to_uint8 = {}, lambda x: ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        for d, files, net, back in [("a2b", test_a[:m], g_nets.g_ab, g_nets.g_ba),
+                                    ("b2a", test_b[:m], g_nets.g_ba, g_nets.g_ab)]:
+            parts = []
+            for i in range(0, len(files), 16):
+                x = read_images(files[i:i + 16], args.img_size)
+                y = net(normalize(x))
+                parts.append((x, to_uint8(y), to_uint8(back(y))))
+            for k, v in zip(["inputs", "outputs", "cycle"], zip(*parts, strict=True), strict=True):
+                out[f"{d}_{k}"] = torch.cat(v)
+        return out
 
-    def write_samples():  # rows: a | G(a) | F(G(a)) | b | F(b) | G(F(b)) from the fixed test batch
-        fake_b, fake_a = translate(g_nets.g_ab, fixed_a), translate(g_nets.g_ba, fixed_b)
-        rec_a, rec_b = translate(g_nets.g_ba, fake_b), translate(g_nets.g_ab, fake_a)
-        rows = torch.stack([normalize(fixed_a), fake_b, rec_a, normalize(fixed_b), fake_a, rec_b], 1).flatten(0, 1)
-        grid = torchvision.utils.make_grid(rows, nrow=6, normalize=True, value_range=(-1, 1))
+    def write_translations(path: str, m: int, **extra):  # translate_test(m), + targets where paired, atomically
+        arrays = {**{k: v.cpu().numpy() for k, v in translate_test(m).items()}, **extra}
+        if paired:
+            arrays.update(a2b_targets=arrays["b2a_inputs"], b2a_targets=arrays["a2b_inputs"])
+        with open(path + ".tmp", "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(path + ".tmp", path)
+
+    def write_samples():  # rows: a | G(a) | F(G(a)) | b | F(b) | G(F(b)) for the first (up to) 4 test images
+        t, n = translate_test(4), min(4, len(test_a), len(test_b))
+        rows = torch.stack([t[f"{d}_{k}"][:n] for d in ("a2b", "b2a") for k in ("inputs", "outputs", "cycle")], 1)
+        grid = torchvision.utils.make_grid(rows.flatten(0, 1).float() / 255, nrow=6)
         torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
         writer.add_image("samples", grid, iteration)
 
-    stop_requested = False  # Ctrl-C: finish the iteration, write a checkpoint, exit
-    signal.signal(signal.SIGINT, lambda signum, frame: globals().update(stop_requested=True))
-
     # ALGO LOGIC: Section 4 training loop (one iteration = one update of G and F, then of D_A and D_B)
-    start_time, start_iter = time.time(), iteration
-    while iteration < total_iters and not args.eval_only:
-        idx_a, idx_b = batches.get(step)
-        step += 1
-        real_a = augment(train_a, idx_a, args.img_size).contiguous(memory_format=fmt)
-        real_b = augment(train_b, idx_b, args.img_size).contiguous(memory_format=fmt)
+    if rank == 0:
+        print(f"cyclegan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
+    start_time, start_iter, eval_seconds, stopping = time.time(), iteration, 0.0, 0
+    while not args.eval_only and iteration < total_iters and not stopping:
+        real_a, real_b = (normalize(next(s).to(device, non_blocking=True)).contiguous(memory_format=fmt)
+                          for s in streams)
 
         # (1) Update G and F: minimise Eq. 3 = LSGAN terms + lambda * cycle (Eq. 2) + lambda * lambda_idt * identity
         d_nets.requires_grad_(False)
         fake_b, fake_a, rec_a, rec_b, idt_a, idt_b = g_train(real_a, real_b)
-        g_gan_a, g_gan_b = lsgan_loss(d_a(fake_a), True), lsgan_loss(d_b(fake_b), True)  # (D_A(F(b)) - 1)^2, ...
+        g_gan_a, g_gan_b = generator_loss(d_a(fake_a)), generator_loss(d_b(fake_b))  # (D_A(F(b)) - 1)^2, ...
         lam, lam_idt = args.lambda_cycle, args.lambda_identity
         cycle_loss_a, cycle_loss_b = cycle_loss(rec_a, real_a, lam), cycle_loss(rec_b, real_b, lam)  # F(G(a)), G(F(b))
         identity_loss_a = identity_loss(idt_a, real_a, lam, lam_idt)  # lambda * lambda_idt * ||F(a) - a||_1
@@ -478,8 +528,8 @@ if __name__ == "__main__":
         # (2) Update D_A and D_B: minimise 0.5 [(D(y) - 1)^2 + D(G(x))^2] with fakes from the image history
         d_nets.requires_grad_(True)
         n = len(real_a)
-        out_a = d_train_a(torch.cat([real_a, pool_a.query(fake_a)]))  # real and pooled fakes in one batch
-        out_b = d_train_b(torch.cat([real_b, pool_b.query(fake_b)]))
+        out_a = d_train_a(torch.cat([real_a, image_pool(pool_a, fake_a, args.pool_size)]))  # reals, pooled fakes
+        out_b = d_train_b(torch.cat([real_b, image_pool(pool_b, fake_b, args.pool_size)]))
         d_loss_a, d_loss_b = discriminator_loss(out_a[:n], out_a[n:]), discriminator_loss(out_b[:n], out_b[n:])
         d_loss = d_loss_a + d_loss_b
         optimizer_d.zero_grad(set_to_none=True)
@@ -488,63 +538,63 @@ if __name__ == "__main__":
         iteration += 1
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here; ranks agree on stops)
-        stop = stop_requested and not distributed  # under torchrun the ranks agree on a stop at the next log
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop
+        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
+        if distributed:  # the signal any rank got, so that every rank stops at this same iteration (CPU group: no sync)
+            flag = torch.tensor(stopping)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=cpu_group)
+            stopping = int(flag)
+        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
         if iteration % args.log_interval == 0 or at_checkpoint:
             terms = {"g_gan": (g_gan_a, g_gan_b), "cycle_loss": (cycle_loss_a, cycle_loss_b),
                      "identity_loss": (identity_loss_a, identity_loss_b), "d_loss": (d_loss_a, d_loss_b)}
             values = {"losses/g_loss": g_loss, **{f"losses/{k}": a + b for k, (a, b) in terms.items()},
                       **{f"losses/{k}_{d}": v for k, pair in terms.items() for d, v in zip("ab", pair, strict=True)},
                       "charts/d_real": torch.cat([out_a[:n], out_b[:n]]).mean(),
-                      "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean(),
-                      "stop": torch.tensor(float(stop_requested), device=device)}
+                      "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean()}
             stacked = torch.stack([v.detach().float() for v in values.values()])
-            if distributed:  # mean over ranks: every rank logs, checks and stops on the same values
+            if distributed:  # mean over ranks: every rank logs and checks the same values
                 dist.all_reduce(stacked)
                 stacked /= world
             losses = dict(zip(values, stacked.tolist(), strict=True))
-            stop = losses.pop("stop") > 0
-            at_checkpoint = at_checkpoint or stop
+            shown = " | ".join(f"{k[7:]} {losses[k]:.4f}" for k in list(losses)[:5])  # g_loss, its terms, d_loss
             if not all(np.isfinite(v) for v in losses.values()):
-                fail(f"non-finite loss at iteration {iteration} ("
-                     f"{', '.join(f'{k[7:]}={v:.4g}' for k, v in losses.items() if k.startswith('losses/'))}); the "
-                     f"last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}", 1)
-            its = (iteration - start_iter) / (time.time() - start_time)
+                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
+                fail(f"non-finite loss at iteration {iteration} ({shown}); the last good checkpoint is {last}", 1)
+            its = (iteration - start_iter) / (time.time() - start_time - eval_seconds)
             if rank == 0:  # SPS: A and B training images per second
-                for k, v in {**losses, "charts/SPS": int(its * 2 * args.batch_size),
+                for k, v in {**losses, "charts/SPS": its * 2 * args.batch_size,
                              "charts/learning_rate": optimizer_g.param_groups[0]["lr"]}.items():
                     writer.add_scalar(k, v, iteration)
-                shown = " | ".join(f"{k[7:]} {losses[k]:.4f}" for k in list(losses)[:5])
-                print(f"iter {iteration}/{total_iters} | epoch {step // batches.per_epoch} | {shown} | {its:.2f} it/s "
+                print(f"iter {iteration}/{total_iters} | epoch {iteration // per_epoch} | {shown} | {its:.2f} it/s "
                       f"| ETA {(total_iters - iteration) / its:.0f}s", flush=True)
         if iteration % args.sample_interval == 0 and rank == 0:
             write_samples()
-        if step % batches.per_epoch == 0:  # linear decay, stepped at the end of each epoch (official)
+        if args.eval_interval and iteration % args.eval_interval == 0 and rank == 0:  # quality over time (untimed)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+            write_translations(f"{run_dir}/samples_{iteration:07d}.npz", 50, iteration=iteration,  # a fixed subset
+                               train_seconds=train_seconds + t0 - start_time - eval_seconds)
+            eval_seconds += time.time() - t0
+        if iteration % per_epoch == 0:  # linear decay, stepped at the end of each epoch (official)
             scheduler_g.step(), scheduler_d.step()
         if at_checkpoint:
             save_checkpoint()
-        if stop:
-            print(f"interrupted: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(130)
+    streams.clear()  # DataLoader workers, if any, end here
 
     # Final artefacts (rank 0): grid and translations.npz over the test split in both directions
-    if rank == 0:
+    if stopping:  # every rank says so (one write each, so the ranks' lines do not interleave)
+        sys.stderr.write(f"stopped by {signal.Signals(stopping).name} at iteration {iteration}: checkpoint written to "
+                         f"{ckpt_path}\n")
+    elif rank == 0:
+        print(f"writing the final sample grid and translations.npz to {run_dir}", flush=True)
         write_samples()
         if args.num_eval_samples > 0:
-            arrays, m = {}, args.num_eval_samples
-            to_uint8 = lambda x: ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            for d, src, tgt, net, back in [("a2b", test_a, test_b, g_nets.g_ab, g_nets.g_ba),
-                                           ("b2a", test_b, test_a, g_nets.g_ba, g_nets.g_ab)]:
-                out = translate(net, src[:m])
-                arrays.update({f"{d}_inputs": src[:m].cpu().numpy(), f"{d}_outputs": to_uint8(out),
-                               f"{d}_cycle": to_uint8(translate(back, out))})  # F(G(a)) / G(F(b))
-                arrays.update({f"{d}_targets": tgt[:m].cpu().numpy()} if paired else {})
-            with open(f"{run_dir}/translations.npz.tmp", "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.replace(f"{run_dir}/translations.npz.tmp", f"{run_dir}/translations.npz")
+            write_translations(f"{run_dir}/translations.npz", args.num_eval_samples)
+        print(f"done: {iteration} iterations; artefacts in {run_dir}")
+    if rank == 0:
         writer.close()
-    checksum = sum(v.double().sum().item() * (i + 1) for i, v in enumerate(g_nets.state_dict().values()))
-    print(f"done: {iteration} iterations; artefacts in {run_dir}; rank {rank} generator checksum {checksum!r}")
-    if distributed:  # every rank waits for rank 0's artefacts, then all tear down together
-        dist.barrier()
+    if distributed:  # every rank waits for rank 0's files, then all tear down together
+        dist.barrier(cpu_group)
         dist.destroy_process_group()
+    sys.exit(128 + stopping if stopping else 0)
