@@ -260,7 +260,9 @@ def check_sigterm_and_exact_resume(name: str, common, tmp_path, monkeypatch, net
     Returns (checkpoint iteration, the resumed run's folder)."""
     work, full = tmp_path / "preempted", tmp_path / "full"
     work.mkdir(), full.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
+    # the child computes with as many threads as this process, which runs the resumed and the uninterrupted parts:
+    # a convolution summed over another thread count differs in the last bits
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, script_path(name), *map(str, common), "--max-iters", "100000", "--num-eval-samples", "0",
            "--log-interval", "1", "--checkpoint-interval", "100000"]
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
