@@ -123,8 +123,10 @@ def read_tags(run_dir) -> dict:
 
 # ----------------------------------------------------------------------------- contract checks
 def check_smoke(name: str, args, cwd, scalar_tags, artefact: str = "samples.npz", n_eval: int = 20):
-    """Subprocess run: exit 0, the contract's TensorBoard tags, a PNG grid, the npz artefact, a loadable checkpoint."""
-    proc = run_subprocess(name, [*args, "--num-eval-samples", n_eval], cwd)
+    """In-process run (every script's SIGTERM test launches it as a real process): exit 0, the contract's TensorBoard
+    tags, a PNG grid, the npz artefact, a loadable checkpoint. `proc` has returncode, stdout and stderr."""
+    code, out, err = run_inprocess(name, [*args, "--num-eval-samples", n_eval], cwd)
+    proc = subprocess.CompletedProcess([name, *map(str, args)], code, out, err)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = only_run_dir(cwd)
     tags = read_tags(run)
