@@ -80,7 +80,7 @@ class Args:
     """units of G's ReLU layer on z (Section 4.1: 200)"""
     y_hidden: int = 1000
     """units of G's ReLU layer on y (Section 4.1: 1000)"""
-    z_init: float = 0.5
+    z_init: float = 1.0
     """G's z -> hidden weights start at U(-z_init, z_init) (no value in the paper; GAN code: 0.05; docs item 8)"""
     joint_hidden: int = 1200
     """units of G's joint ReLU layer (Section 4.1: 1200)"""
@@ -199,7 +199,7 @@ def init_uniform(module: nn.Module, irange: float):
 class Generator(nn.Module):
     """z -> 200 ReLU, y -> 1000 ReLU, concatenated -> 1200 ReLU -> dropout -> 784 tanh (Section 4.1; sigmoid there)."""
 
-    def __init__(self, latent_dim=100, z_hidden=200, y_hidden=1000, joint_hidden=1200, dropout=0.5, z_init=0.5,
+    def __init__(self, latent_dim=100, z_hidden=200, y_hidden=1000, joint_hidden=1200, dropout=0.5, z_init=1.0,
                  img_shape=(1, 28, 28)):
         super().__init__()
         self.img_shape = img_shape

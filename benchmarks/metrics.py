@@ -117,6 +117,7 @@ class Classifier:
     config: ClassifierConfig
     real_features: np.ndarray = field(repr=False)  # (N_test, 128) float32: the raw 28 px test set, the one reference
     test_images: np.ndarray = field(repr=False)  # (N_test, 1, 28, 28) uint8
+    test_labels: np.ndarray = field(repr=False)  # (N_test,) int64
     weights_path: str = ""
     sha256: str = ""  # of the weights file
     trained_test_accuracy: float = float("nan")  # recorded in the weights file when it was trained
@@ -274,7 +275,7 @@ def get_classifier(dataset: str, data_dir: str | Path, weights: str | Path | Non
     x_test, y_test = load_split(dataset, data_dir, train=False)
     real_features, preds = extract(net, x_test)
     return Classifier(net, dataset, data_dir, float((preds == y_test).mean()), seconds, config, real_features, x_test,
-                      str(path), digest, trained_acc)
+                      y_test, str(path), digest, trained_acc)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,6 +376,22 @@ def label_accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(preds) == np.asarray(labels)).mean())
 
 
+def mean_pairwise_distance(feats: np.ndarray, n: int = 1000) -> float:
+    """Mean Euclidean distance between the first `n` feature vectors, over all pairs."""
+    return torch.pdist(torch.as_tensor(feats[:n], dtype=torch.float64)).mean().item()
+
+
+def class_spread(feats: np.ndarray, labels: np.ndarray, real_feats: np.ndarray, real_labels: np.ndarray,
+                 num_classes: int = 10) -> float:
+    """How varied conditional samples are within a label, against real digits: for each class c, the mean pairwise
+    feature distance of the samples drawn for label c over that of the real test digits of class c, averaged over
+    the classes (real training digits score about 1; one image per label scores 0)."""
+    labels, real_labels = np.asarray(labels), np.asarray(real_labels)
+    ratios = [mean_pairwise_distance(feats[labels == c]) / mean_pairwise_distance(real_feats[real_labels == c])
+              for c in range(num_classes) if (labels == c).sum() > 1]
+    return float(np.mean(ratios))
+
+
 def code_error(preds: np.ndarray, codes: np.ndarray, num_classes: int = 10) -> tuple[float, dict[int, int]]:
     """InfoGAN categorical-code error with a one-to-one code -> class matching (Hungarian algorithm on the
     code x class count matrix, maximising the matched samples); (error, map). A code left without a class (more codes
@@ -391,7 +408,8 @@ def code_error(preds: np.ndarray, codes: np.ndarray, num_classes: int = 10) -> t
 
 def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: np.ndarray,
                     labels: np.ndarray | None = None, codes: np.ndarray | None = None,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3) -> dict:
+                    kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
+                    real_labels: np.ndarray | None = None) -> dict:
     """Every noise-to-image metric for one sample set (features already extracted); kid_subsets=0 skips KID."""
     precision, recall = precision_recall(real_feats, fake_feats, k=k)
     out = {"n": len(fake_feats), "fid": fid(real_feats, fake_feats), "precision": precision, "recall": recall,
@@ -400,6 +418,8 @@ def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: 
         out["kid"], out["kid_std"] = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
     if labels is not None:
         out["label_accuracy"] = label_accuracy(fake_preds, labels)
+        if real_labels is not None:
+            out["class_spread"] = class_spread(fake_feats, labels, real_feats, real_labels)
     if codes is not None:
         out["code_error"], mapping = code_error(fake_preds, codes)
         out["code_to_class"] = {str(c): v for c, v in mapping.items()}
@@ -420,7 +440,7 @@ def score_samples(path: str | Path, clf: Classifier, **kwargs) -> dict:
         raise ValueError(f"{path}: `images` must be square [N, C, H, W], got {images.shape}")
     feats, preds = extract(clf.net, images)
     return {**extra, "size": int(images.shape[-1]),
-            **feature_metrics(clf.reference(), feats, preds, labels, codes, **kwargs)}
+            **feature_metrics(clf.reference(), feats, preds, labels, codes, real_labels=clf.test_labels, **kwargs)}
 
 
 def real_floor(clf: Classifier, size: int = IMG_SIZE, n: int = 10000, seed: int = 0, **kwargs) -> dict:
@@ -430,7 +450,8 @@ def real_floor(clf: Classifier, size: int = IMG_SIZE, n: int = 10000, seed: int 
     idx = np.sort(np.random.default_rng(seed).choice(len(x_train), min(n, len(x_train)), replace=False))
     images = x_train[idx] if size == IMG_SIZE else resize_uint8(x_train[idx], size)
     feats, preds = extract(clf.net, images)
-    return {"size": size, **feature_metrics(clf.reference(), feats, preds, labels=y_train[idx], **kwargs)}
+    return {"size": size, **feature_metrics(clf.reference(), feats, preds, labels=y_train[idx],
+                                            real_labels=clf.test_labels, **kwargs)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ IMAGE_TO_IMAGE = ("pix2pix", "cyclegan")
 # (key in metrics, column title, format); arrows say which way is better
 QUALITY_COLUMNS = [("fid", "FID ↓", ".2f"), ("kid", "KID ↓", ".3f"), ("precision", "precision ↑", ".3f"),
                    ("recall", "recall ↑", ".3f"), ("modes", "modes ≥1% ↑", ".1f"), ("kl_uniform", "KL(p‖U) ↓", ".3f"),
-                   ("label_accuracy", "label acc ↑", ".3f"), ("code_error", "code error ↓", ".3f")]
+                   ("label_accuracy", "label acc ↑", ".3f"), ("class_spread", "class spread →1", ".2f"),
+                   ("code_error", "code error ↓", ".3f")]
 TRANSLATION_COLUMNS = [("l1", "L1 ↓", ".4f"), ("psnr", "PSNR (dB) ↑", ".2f"), ("ssim", "SSIM ↑", ".4f")]
 SCALE: dict[str, float] = {}  # e.g. {"kid": 1e3} to show KID x 10^3
 OWN_PANEL = ("losses/wasserstein_estimate", "charts/convergence", "charts/k_t")  # plotted beside the losses
@@ -223,7 +224,7 @@ class Scorer:
                 continue
             if "samples" in scored:
                 keep = ("n", "size", "fid", "precision", "recall", "modes", "kl_uniform", "label_accuracy",
-                        "code_error")
+                        "class_spread", "code_error")
                 points.append({**head, **{k: scored["samples"][k] for k in keep if k in scored["samples"]}})
             else:
                 points.append({**head, "translations": scored["translations"]})

@@ -66,13 +66,14 @@ PRESETS: dict[str, dict[str, list[str]]] = {
     # Budgets for about 5-9 minutes of one core per run on a 2-core CPU (one seed of the suite: about 35 minutes with
     # 2 workers; the measured speeds are in results/quick/report.md). Widths below the papers': dcgan and lsgan at
     # --ngf/--ndf 32 (at 64 one iteration costs 52 GFLOP), wgan at 16, wgan_gp --dim 16, began --num-filters 16.
-    # lsgan is the DCGAN network with the least-squares loss, so it gets dcgan's flags and budget. began runs its
+    # lsgan is the DCGAN network with the least-squares loss, so it gets dcgan's widths and dcgan's budget in images:
+    # twice the iterations at its paper's batch of 64 (dcgan: 128), about the same wall-clock. began runs its
     # defaults (MNIST's recipe, docs/began.md).
     "quick": {
         "gan": ["--max-iters", "2500"],
         "cgan": ["--max-iters", "2500"],
         "dcgan": ["--max-iters", "700", "--ngf", "32", "--ndf", "32"],
-        "lsgan": ["--max-iters", "700", "--ngf", "32", "--ndf", "32"],
+        "lsgan": ["--max-iters", "1400", "--ngf", "32", "--ndf", "32"],
         "infogan": ["--max-iters", "250"],
         "wgan": ["--max-iters", "700", "--ngf", "16", "--ndf", "16"],
         "wgan_gp": ["--max-iters", "600", "--dim", "16"],
@@ -86,8 +87,8 @@ PRESETS: dict[str, dict[str, list[str]]] = {
         "gan": ["--max-iters", "6000"],
         "cgan": ["--max-iters", "7000"],
         "dcgan": ["--max-iters", "2100", "--ngf", "32", "--ndf", "32"],
-        "lsgan": ["--max-iters", "2100", "--ngf", "32", "--ndf", "32"],
-        "infogan": ["--max-iters", "800"],
+        "lsgan": ["--max-iters", "4200", "--ngf", "32", "--ndf", "32"],
+        "infogan": ["--max-iters", "2400"],
         "wgan": ["--max-iters", "3000", "--ngf", "16", "--ndf", "16"],
         "wgan_gp": ["--max-iters", "2200", "--dim", "16"],
         "began": ["--max-iters", "4500", "--num-filters", "16"],

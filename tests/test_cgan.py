@@ -51,7 +51,7 @@ def test_init_gan_code_ranges_but_label_layers_at_pytorch_default_and_z_layer_at
     bound = 1 / 10 ** 0.5  # nn.Linear's default for fan_in 10: the one-hot y carries a usable signal
     for layer in (g.y_net[0], d.y_net.linear):
         assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.5 * bound
-    assert 0.45 < g.z_net[0].weight.abs().max() <= cgan.Args.z_init == 0.5
+    assert 0.9 < g.z_net[0].weight.abs().max() <= cgan.Args.z_init == 1.0
     assert g.joint[0].weight.abs().max() <= 0.05 and g.joint[-2].weight.abs().max() <= 0.05
     assert d.x_net[-1].linear.weight.abs().max() <= 0.005 and d.joint[1].linear.weight.abs().max() <= 0.005
 

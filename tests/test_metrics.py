@@ -133,6 +133,20 @@ def test_label_accuracy_and_code_error():
     assert error == pytest.approx(0.01) and mapping[0] == 3 and mapping[9] == 2
 
 
+def test_class_spread_is_one_for_real_like_samples_and_zero_for_one_image_per_label():
+    rng = np.random.default_rng(0)
+    real_labels = np.repeat(np.arange(10), 200)
+    centres = rng.normal(0, 10, (10, 16))
+    real = centres[real_labels] + rng.normal(0, 1, (2000, 16))
+    labels = np.repeat(np.arange(10), 100)
+    same_law = centres[labels] + rng.normal(0, 1, (1000, 16))  # drawn like the real features of each class
+    assert metrics.class_spread(same_law, labels, real, real_labels) == pytest.approx(1.0, abs=0.05)
+    half = centres[labels] + rng.normal(0, 0.5, (1000, 16))  # half the spread within each label
+    assert metrics.class_spread(half, labels, real, real_labels) == pytest.approx(0.5, abs=0.05)
+    collapsed = centres[labels] + 0.0  # one image per label
+    assert metrics.class_spread(collapsed, labels, real, real_labels) == pytest.approx(0.0)
+
+
 def test_code_error_matches_codes_to_classes_one_to_one():
     # codes 0 and 1 both produce mostly class 0: the old most-frequent-class mapping sends both to class 0 (error
     # 6/30); a one-to-one matching must give one of them class 1, and the best choice is code 1 (error 8/30)
