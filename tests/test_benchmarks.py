@@ -66,13 +66,17 @@ def test_presets_pin_the_cpu_widths_and_give_enough_curve_points(preset):
         iters = int(value(flags[name], "--max-iters"))
         assert iters // int(value(flags[name], "--log-interval")) >= 50, name  # >= 50 logged points
         assert iters // int(value(flags[name], "--eval-interval")) >= 8, name  # >= 8 eval files
-    # lsgan is dcgan's network with the least-squares loss: the same flags and budget
-    assert bench.PRESETS[preset]["lsgan"] == bench.PRESETS[preset]["dcgan"]
+    # lsgan is dcgan's network with the least-squares loss: the same widths, and dcgan's budget in images (lsgan's
+    # batch is its paper's 64, dcgan's 128): twice the iterations, and no recipe flags
+    for flag in ("--ngf", "--ndf"):
+        assert value(flags["lsgan"], flag) == value(flags["dcgan"], flag)
+    assert int(value(flags["lsgan"], "--max-iters")) == 2 * int(value(flags["dcgan"], "--max-iters"))
+    assert len(bench.PRESETS[preset]["lsgan"]) == len(bench.PRESETS[preset]["dcgan"])
     assert value(flags["dcgan"], "--ngf") == value(flags["dcgan"], "--ndf") == "32"
     assert value(flags["wgan"], "--ngf") == value(flags["wgan"], "--ndf") == "16"
     assert value(flags["wgan_gp"], "--dim") == "16" and value(flags["began"], "--num-filters") == "16"
     assert not {"--gamma", "--lambda-k", "--g-carry-steps"} & set(flags["began"])  # began's defaults: MNIST's recipe
-    assert value(flags["infogan"], "--max-iters") == {"quick": "250", "long": "800"}[preset]
+    assert value(flags["infogan"], "--max-iters") == {"quick": "250", "long": "2400"}[preset]
     # a flag given on the command line still wins over the derived intervals
     assert value(bench.script_args(preset, "gan", ["--eval-interval", "7"]), "--eval-interval") == "7"
 
