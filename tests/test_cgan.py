@@ -83,7 +83,8 @@ def z_and_dropout_spread(g, n=256):
 def test_eval_mode_samples_vary_with_z_for_a_fixed_label():
     """Issue 14: with the GAN code's U(+-0.05) on G's z layer, z moved the eval-mode output (the grid, samples.npz)
     by about a fifth of what dropout moves the train-mode output (measured 0.22, docs/cgan.md item 8), and trained G
-    drew one style per row. The default --z-init must give z a comparable share (measured 0.79, 0.92, 0.81 at 1.0, seeds 1-3)."""
+    drew one style per row. The default --z-init must give z a comparable share
+    (measured 0.79, 0.92, 0.81 at 1.0, seeds 1-3)."""
     torch.manual_seed(1)
     by_z, by_dropout = z_and_dropout_spread(cgan.Generator())
     assert by_z > 0.5 * by_dropout, (by_z, by_dropout)
