@@ -145,6 +145,8 @@ class Args:
     """where the result goes"""
     device: str = ""
     """device of the peak measurement (default: cuda if available and no script gets --no-cuda, else cpu)"""
+    peak_size: int = 2048
+    """side of the square matmul timed for the peak rate (the smoke preset uses a small one: a plumbing check)"""
 
 
 def main(args: Args) -> dict:
@@ -163,7 +165,8 @@ def main(args: Args) -> dict:
         except Exception as e:  # one script's failure must not hide the others'
             result["scripts"][name] = {"error": f"{type(e).__name__}: {e}"}
             print(f"[flops] {name}: failed: {e}", file=sys.stderr, flush=True)
-    result["peak_gflops"] = peak_gflops(device)
+    result["peak_gflops"] = peak_gflops(device, n=args.peak_size)
+    result["peak_size"] = args.peak_size
     result["peak_repeats"] = PEAK_REPEATS
     print(f"[flops] peak float32 matmul on {result['device']}: {result['peak_gflops']:.1f} GFLOP/s", flush=True)
     if device == "cpu":

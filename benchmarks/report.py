@@ -610,7 +610,8 @@ def machine_info(flops: dict, meta: dict) -> dict:
     return {"cpu": cpu, "logical_cores": os.cpu_count(), "threads_per_run": meta.get("threads_per_run"),
             "workers": meta.get("workers"), "torch": torch.__version__, "python": platform.python_version(),
             "device": flops.get("device", "cpu"), "peak_gflops": flops.get("peak_gflops"),
-            "peak_repeats": flops.get("peak_repeats"), "theoretical_peak": flops.get("theoretical_peak"),
+            "peak_repeats": flops.get("peak_repeats"), "peak_size": flops.get("peak_size"),
+            "theoretical_peak": flops.get("theoretical_peak"),
             "theoretical_peak_machine": flops.get("theoretical_peak_machine")}
 
 
@@ -832,7 +833,8 @@ def shown_path(path: str) -> str:
 
 def fmt_peak(m: dict) -> list[str]:
     """The measured and theoretical peak columns of the machine table."""
-    measured = (f"{m['peak_gflops']:.1f} GFLOP/s (best of {m.get('peak_repeats') or 5})" if m["peak_gflops"]
+    size = f", {m['peak_size']}² matmul" if m.get("peak_size") else ""
+    measured = (f"{m['peak_gflops']:.1f} GFLOP/s (best of {m.get('peak_repeats') or 5}{size})" if m["peak_gflops"]
                 else "not measured")
     theory = m.get("theoretical_peak")
     return [measured, f"{theory['gflops']:.1f} GFLOP/s" if theory else "unknown"]

@@ -124,6 +124,7 @@ def test_smoke_preset_end_to_end(mnist_root, tmp_path, tiny_weights, capsys, mon
     assert set(doc["scripts"]) == set(SMOKE)
     flops = json.loads((tmp_path / "bench" / "flops.json").read_text())
     assert doc["machine"]["peak_gflops"] == flops["peak_gflops"] and f"{flops['peak_gflops']:.1f} GFLOP/s" in report
+    assert flops["peak_size"] == bench.PEAK_SIZE["smoke"] and f"{flops['peak_size']}² matmul" in report
     for name in MNIST_SMOKE:
         scored = doc["scripts"][name]["seeds"]["1"]
         job = next(j for j in doc["jobs"] if j["script"] == name)
