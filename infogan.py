@@ -100,8 +100,6 @@ class Args:
     """units of Q's hidden layer (Table 1: 128)"""
     leak: float = 0.1
     """negative slope of D's leaky ReLUs (0.1; the official code's default is 0.01)"""
-    output: Literal["tanh", "sigmoid"] = "tanh"
-    """G's output and the pixel scale: tanh on [-1, 1], or sigmoid on [0, 1] (official code: a Bernoulli mean)"""
 
 
 def fail(msg: str, code: int = 2):
@@ -159,17 +157,6 @@ def sample_latent(n: int, noise_dim: int, cat_dim: int, cont_dim: int, device, g
     return torch.cat([z, F.one_hot(codes, cat_dim).float(), cont], dim=1), codes, cont
 
 
-def to_pixels(x: torch.Tensor, output: str) -> torch.Tensor:
-    """uint8 images -> G's output range: [-1, 1] for the tanh output, [0, 1] for the sigmoid one."""
-    return x.float().div_(127.5).sub_(1.0) if output == "tanh" else x.float().div_(255.0)
-
-
-def to_uint8(x: torch.Tensor, output: str) -> torch.Tensor:
-    """G's output -> uint8 images (the inverse of to_pixels, rounded)."""
-    x = (x + 1) * 127.5 if output == "tanh" else x * 255
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
 def sweep_latents(z_rows: torch.Tensor, cat_dim: int, cont_dim: int, index: int, values: torch.Tensor):
     """Figure 2: row r has c1 = r and noise z_rows[r], column j code `index` = values[j], other codes 0 (row-major)."""
     rows, cols = len(z_rows), len(values)
@@ -190,17 +177,16 @@ def init_weights(m: nn.Module):
 
 
 class Generator(nn.Module):
-    """FC 1024 BN ReLU -> FC 7x7x128 BN ReLU -> upconv 64 4x4 s2 BN ReLU -> upconv 1 4x4 s2 (Table 1), then tanh
-    or the official code's sigmoid (the mean of its Bernoulli output distribution, `MeanBernoulli`)."""
+    """FC 1024 BN ReLU -> FC 7x7x128 BN ReLU -> upconv 64 4x4 s2 BN ReLU -> upconv 1 4x4 s2 tanh (Table 1)."""
 
-    def __init__(self, latent_dim=74, nf=64, fc_dim=1024, output="tanh"):
+    def __init__(self, latent_dim=74, nf=64, fc_dim=1024):
         super().__init__()
         self.fc = nn.Sequential(nn.Linear(latent_dim, fc_dim), nn.BatchNorm1d(fc_dim), nn.ReLU(),
                                 nn.Linear(fc_dim, 2 * nf * 7 * 7), nn.BatchNorm1d(2 * nf * 7 * 7), nn.ReLU(),
                                 nn.Unflatten(1, (2 * nf, 7, 7)))  # (B, 128, 7, 7)
         self.conv = nn.Sequential(
             nn.ConvTranspose2d(2 * nf, nf, 4, 2, 1), nn.BatchNorm2d(nf), nn.ReLU(),  # (B, 64, 14, 14)
-            nn.ConvTranspose2d(nf, 1, 4, 2, 1), nn.Tanh() if output == "tanh" else nn.Sigmoid(),  # (B, 1, 28, 28)
+            nn.ConvTranspose2d(nf, 1, 4, 2, 1), nn.Tanh(),  # (B, 1, 28, 28)
         )
         self.apply(init_weights)
 
@@ -338,7 +324,7 @@ if __name__ == "__main__":
 
     latent_batch = lambda n, gen=None, codes=None: sample_latent(n, args.noise_dim, args.cat_dim, args.cont_dim,
                                                                  device, gen, codes)
-    generator = Generator(args.noise_dim + args.cat_dim + args.cont_dim, args.num_filters, args.fc_dim, args.output)
+    generator = Generator(args.noise_dim + args.cat_dim + args.cont_dim, args.num_filters, args.fc_dim)
     generator = generator.to(device, memory_format=memory_format)
     discriminator = DiscriminatorQ(args.cat_dim, args.cont_dim, args.num_filters, args.fc_dim, args.q_dim, args.leak)
     discriminator = discriminator.to(device, memory_format=memory_format)
@@ -351,8 +337,6 @@ if __name__ == "__main__":
     run_dir = None
     if args.resume:
         ckpt = load_checkpoint(args.resume)
-        if ckpt.get("output", "tanh") != args.output:  # no weights tell the two apart
-            fail(f"--resume {args.resume} was trained with --output {ckpt.get('output', 'tanh')}, not {args.output}")
         try:
             generator.load_state_dict(ckpt["generator"])
             discriminator.load_state_dict(ckpt["discriminator"])
@@ -385,7 +369,7 @@ if __name__ == "__main__":
     def save_checkpoint():
         save_atomic({
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(), "output": args.output,
+            "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
             "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
             "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -398,8 +382,7 @@ if __name__ == "__main__":
         generator.eval()
         for index, suffix in list(enumerate(["", "_c3"]))[:args.cont_dim]:
             x = generator(sweep_latents(fixed_z, args.cat_dim, args.cont_dim, index, sweep_values))
-            grid = torchvision.utils.make_grid(x, nrow=len(sweep_values), normalize=True,
-                                               value_range=(-1, 1) if args.output == "tanh" else (0, 1))
+            grid = torchvision.utils.make_grid(x, nrow=len(sweep_values), normalize=True, value_range=(-1, 1))
             torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}{suffix}.png")
             writer.add_image(f"samples{suffix}", grid, iteration)
         generator.train()
@@ -412,7 +395,8 @@ if __name__ == "__main__":
         generator.eval()
         images = torch.cat([generator(latent_batch(len(c), gen, c)[0]) for c in codes.split(1000)])
         generator.train()
-        return {"images": to_uint8(images, args.output).cpu().numpy(), "codes": codes.cpu().numpy()}
+        images = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return {"images": images.cpu().numpy(), "codes": codes.cpu().numpy()}
 
     def write_eval_samples():
         """samples_{iteration}.npz: 2000 samples and the training seconds so far (excluding the time spent here)."""
@@ -441,7 +425,7 @@ if __name__ == "__main__":
         # (1) Update D and Q: ascend V(D, G) (Eq. 1) and L_I (Eq. 5) on the same fakes; G(z, c) detached
         epoch, i = divmod(step, n_batches)  # the last incomplete batch of an epoch is dropped
         idx = epoch_order(len(data), args.seed, epoch, device)[i * args.batch_size:(i + 1) * args.batch_size]
-        real, step = to_pixels(data[idx], args.output).contiguous(memory_format=memory_format), step + 1
+        real, step = data[idx].float().div_(127.5).sub_(1.0).contiguous(memory_format=memory_format), step + 1
         latent, codes, cont = latent_batch(len(real))
         with torch.no_grad():
             fake = g_train(latent)
@@ -497,7 +481,7 @@ if __name__ == "__main__":
 
     discriminator.eval()  # Section 7.1's metric: Q's c1 classifies the real test digits, matched one-to-one to labels
     with torch.no_grad():
-        test_codes = torch.cat([discriminator(to_pixels(x.to(device), args.output))[1].argmax(1).cpu()
+        test_codes = torch.cat([discriminator(x.to(device).float().div_(127.5).sub_(1.0))[1].argmax(1).cpu()
                                 for x in test_images.split(1000)])
     c1_error = c1_test_error(test_codes.numpy(), test_labels.numpy(), args.cat_dim)
     writer.add_scalar("charts/c1_test_error", c1_error, iteration)
