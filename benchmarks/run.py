@@ -101,8 +101,8 @@ PRESETS: dict[str, dict[str, list[str]]] = {
 # Extra flags of the FLOP count only (1 and 3 iterations): WGAN's first 25 iterations run 100 critic steps (official
 # code), but its it/s is measured from the first logged loss on, in the 5-critic-step regime; count that regime.
 FLOP_COUNT_FLAGS: dict[str, list[str]] = {"wgan": ["--no-critic-warmup"]}
-# Side of the matmul timed for the machine's peak rate (flops.py; 2048 unless named here). The smoke preset only
-# checks the plumbing: a 512 product times in a tenth of a second where 2048 takes seconds on one thread.
+# Side of the matmul timed for the machine's peak rate (flops.py's default 2048 unless named here). The smoke
+# preset only checks the plumbing: a 512 product times in a tenth of a second where 2048 takes seconds on one thread.
 PEAK_SIZE: dict[str, int] = {"smoke": 512}
 # How the feature classifier is trained when --retrain-classifier asks for it (otherwise the committed weights,
 # benchmarks/classifier_mnist.pt, are loaded); the smoke preset's would be a throwaway one trained in a second.
@@ -436,9 +436,9 @@ def count_flops(args: Args, scripts: list[str], extra: list[str], runs_dir: Path
     earlier = json.loads(out.read_text()).get("scripts", {}) if out.exists() else {}
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     print(f"[benchmark] counting FLOPs of {', '.join(scripts)} ({threads} threads)", flush=True)
-    proc = subprocess.run([sys.executable, str(BENCH / "flops.py"), str(spec_path), "--out", str(out),
-                           "--peak-size", str(PEAK_SIZE.get(args.preset, 2048))], env=env,
-                          cwd=runs_dir, stdin=subprocess.DEVNULL)
+    size = ["--peak-size", str(PEAK_SIZE[args.preset])] if args.preset in PEAK_SIZE else []
+    proc = subprocess.run([sys.executable, str(BENCH / "flops.py"), str(spec_path), "--out", str(out), *size],
+                          env=env, cwd=runs_dir, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         print(f"[benchmark] FLOP count failed (exit {proc.returncode}); the report goes on without it", flush=True)
         return
