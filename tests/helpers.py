@@ -1,14 +1,15 @@
 """Shared test helpers: tiny datasets in the real on-disk formats, running scripts, reading their artefacts."""
 import contextlib
-import gzip  # noqa: F401  (kept for users who want .gz variants)
 import importlib.util
 import io
+import multiprocessing
 import os
 import runpy
 import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +64,6 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def run_subprocess(name: str, args, cwd, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, script_path(name), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=env)
 
 
 def run_inprocess(name: str, args, cwd):
@@ -254,6 +249,40 @@ def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) ->
     raise AssertionError(f"never printed {needle!r}; stdout: {out}; stderr: {proc.stderr.read()[-2000:]}")
 
 
+# A fork server that has imported torch, torchvision, tyro and TensorBoard once: the SIGTERM tests' training runs are
+# forked from it, so each is a real process that gets a real signal, without its own ~5 s interpreter start.
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["helpers", "torchvision", "tyro", "torch.utils.tensorboard"])
+
+
+def _script_child(name: str, args, cwd: str, log: str, threads: int):
+    """In the forked child: stdout and stderr to `log` + .out/.err (line-buffered), then the script as __main__;
+    its SystemExit code becomes the process's exit code."""
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        os.dup2(os.open(log + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.stdout, sys.stderr = open(1, "w", buffering=1), open(2, "w", buffering=1)
+    torch.set_num_threads(threads)
+    os.chdir(cwd)
+    sys.argv = [script_path(name), *map(str, args)]
+    runpy.run_path(script_path(name), run_name="__main__")
+
+
+def _wait_for_log_line(proc, log: Path, needle: str, timeout: float = 120) -> str:
+    """Wait until the child's stdout (`log`.out) has a line containing `needle`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lines = log.with_suffix(".out").read_text().splitlines() if log.with_suffix(".out").exists() else []
+        found = [line for line in lines if needle in line]
+        if found:
+            return found[0]
+        if not proc.is_alive():
+            break
+        time.sleep(0.05)
+    proc.kill()
+    out, err = (log.with_suffix(s).read_text()[-2000:] for s in (".out", ".err"))
+    raise AssertionError(f"never printed {needle!r}; stdout: {out}; stderr: {err}")
+
+
 def check_sigterm_and_exact_resume(name: str, common, tmp_path, monkeypatch, nets=("generator", "discriminator"),
                                    tags=("losses/d_loss", "losses/g_loss"), extra_iters: int = 2):
     """SIGTERM (a scheduler's preemption) during training: the run finishes its iteration, writes checkpoint.pt and
@@ -264,18 +293,20 @@ def check_sigterm_and_exact_resume(name: str, common, tmp_path, monkeypatch, net
     work.mkdir(), full.mkdir()
     # the child computes with as many threads as this process, which runs the resumed and the uninterrupted parts:
     # a convolution summed over another thread count differs in the last bits
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, script_path(name), *map(str, common), "--max-iters", "100000", "--num-eval-samples", "0",
-           "--log-interval", "1", "--checkpoint-interval", "100000"]
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = [*common, "--max-iters", 100000, "--num-eval-samples", 0, "--log-interval", 1, "--checkpoint-interval",
+            100000]
+    log = tmp_path / "preempted_run"
+    proc = _FORKSERVER.Process(target=_script_child, args=(name, args, str(work), str(log), torch.get_num_threads()))
+    proc.start()
     try:
-        _wait_for_line(proc, "iter ")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        _wait_for_log_line(proc, log, "iter ")
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.join(timeout=120)
     finally:
-        if proc.poll() is None:
+        if proc.is_alive():
             proc.kill()
-    assert proc.returncode == 143, f"exit {proc.returncode}; stderr: {err[-2000:]}"
+    err = log.with_suffix(".err").read_text()
+    assert proc.exitcode == 143, f"exit {proc.exitcode}; stderr: {err[-2000:]}"
     assert "Traceback" not in err and "checkpoint" in err, err[-2000:]
     run = only_run_dir(work)
     assert not list(run.glob("*.tmp"))
