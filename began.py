@@ -370,9 +370,7 @@ if __name__ == "__main__":
     optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
                                                  fused=on_cuda) for net in (generator, discriminator))
     scheduler = StallDecay(args.lr, args.lr_decay_window)
-    k_t = ckpt["k_t"].to(device) if ckpt else torch.zeros((), device=device)  # k_0 = 0 (Section 3.4)
-
-    iteration, train_seconds = (ckpt["iteration"], ckpt.get("train_seconds", 0.0)) if ckpt else (0, 0.0)
+    k_t, iteration, train_seconds = torch.zeros((), device=device), 0, 0.0  # k_0 = 0 (Section 3.4)
     run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"  # or, resumed, its own
     if ckpt:
         try:
@@ -381,12 +379,13 @@ if __name__ == "__main__":
             load_optimizer(optimizer_g, ckpt["optimizer_g"])
             load_optimizer(optimizer_d, ckpt["optimizer_d"])
             vars(scheduler).update(ckpt["scheduler"])
-        except (KeyError, RuntimeError, ValueError) as e:
+            k_t, iteration, train_seconds = ckpt["k_t"].to(device), ckpt["iteration"], ckpt.get("train_seconds", 0.0)
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if on_cuda and ckpt["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a missing entry: another script's checkpoint
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
         run_dir = os.path.dirname(os.path.abspath(args.resume))
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if on_cuda and ckpt["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
     g_train, d_train = (torch.compile(net) if args.compile else net for net in (generator, discriminator))
     indices = epoch_batches(len(data), args.batch_size, args.seed, iteration, getattr(data, "device", "cpu"))

@@ -429,7 +429,7 @@ if __name__ == "__main__":
                     if own["rng"][key] is not None and (key != "cuda" or device.type == "cuda"):
                         set_state(own["rng"][key])
             iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
-        except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's file, no dict
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
         run_dir = os.path.dirname(os.path.abspath(args.resume))
     # the G step runs D outside DDP (frozen, nothing to sync); the D step through DDP when distributed

@@ -327,15 +327,15 @@ if __name__ == "__main__":
             discriminator.load_state_dict(ckpt["discriminator"])
             load_optimizer(optimizer_g, ckpt["optimizer_g"])
             load_optimizer(optimizer_d, ckpt["optimizer_d"])
-        except (KeyError, RuntimeError, ValueError) as e:
+            iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+            random.setstate(ckpt["rng"]["python"])
+            np.random.set_state(ckpt["rng"]["numpy"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a missing entry: another script's checkpoint
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
         run_dir = os.path.dirname(os.path.abspath(args.resume))
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
         generator, discriminator)
 
@@ -373,6 +373,8 @@ if __name__ == "__main__":
         """samples_{iteration}.npz for quality-over-time curves: 2000 samples from a noise stream of their own (the
         training RNG is untouched) and the training seconds so far, which exclude the time spent here."""
         global eval_seconds
+        if device.type == "cuda":  # queued training work counts as training time
+            torch.cuda.synchronize()
         t0 = time.time()
         gen = torch.Generator(device).manual_seed(args.seed + 2)
         generator.eval()

@@ -342,15 +342,15 @@ if __name__ == "__main__":
             discriminator.load_state_dict(ckpt["discriminator"])
             load_optimizer(optimizer_g, ckpt["optimizer_g"])
             load_optimizer(optimizer_d, ckpt["optimizer_d"])
-        except (KeyError, RuntimeError, ValueError) as e:
+            iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+            random.setstate(ckpt["rng"]["python"])
+            np.random.set_state(ckpt["rng"]["numpy"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a missing entry: another script's checkpoint
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
         run_dir = os.path.dirname(os.path.abspath(args.resume))
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
         generator, discriminator)
 
@@ -445,7 +445,7 @@ if __name__ == "__main__":
         info, info_cat, info_cont = info_loss(cat_logits, mean, logvar, codes, cont, args.lambda_cat,
                                               args.lambda_cont, args.continuous_loss)
         optimizer_g.zero_grad(set_to_none=True)
-        (g_loss + info).backward()
+        (g_loss + info).backward(inputs=list(generator.parameters()))  # none for D's and Q's weights
         optimizer_g.step()
         iteration += 1
 

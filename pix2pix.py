@@ -428,14 +428,14 @@ if __name__ == "__main__":
         try:
             for k, v in state.items():
                 load_state(v, ckpt[k])
-        except (KeyError, TypeError, RuntimeError, ValueError) as e:
+            iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
+            if rank < len(ckpt["rng"]):  # each rank's own torch RNG streams (the only ones drawn from), CPU tensors
+                torch.set_rng_state(ckpt["rng"][rank]["torch"])
+                if cuda and ckpt["rng"][rank]["cuda"] is not None:
+                    torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"], device)
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's file, no dict
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
         run_dir = os.path.dirname(os.path.abspath(args.resume))
-        if rank < len(ckpt["rng"]):  # each rank's own torch RNG streams (the only ones drawn from), CPU tensors
-            torch.set_rng_state(ckpt["rng"][rank]["torch"])
-            if cuda and ckpt["rng"][rank]["cuda"] is not None:
-                torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"], device)
 
     if total_iters and not args.eval_only:  # this rank's minibatches (uint8, load size) from the resumed step on
         sampler = epoch_batches(len(train_files), args.batch_size, args.seed, rank, world, start=iteration)

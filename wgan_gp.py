@@ -373,15 +373,15 @@ if __name__ == "__main__":
             critic.load_state_dict(ckpt["critic"])
             load_optimizer(optimizer_g, ckpt["optimizer_g"])
             load_optimizer(optimizer_c, ckpt["optimizer_c"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:  # TypeError: a pickle that is no dict
+            iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
+            random.setstate(ckpt["rng"]["python"])
+            np.random.set_state(ckpt["rng"]["numpy"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's file, no dict
             fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
         run_dir = os.path.dirname(os.path.abspath(args.resume))
-        random.setstate(ckpt["rng"]["python"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
     g_train, c_train = (torch.compile(generator), torch.compile(critic)) if args.compile else (generator, critic)
 
     # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
@@ -456,7 +456,7 @@ if __name__ == "__main__":
         # (2) Update the generator: descend -E[D(G(z))] (Algorithm 1, line 12)
         g_loss = generator_loss(c_train(g_train(torch.randn(args.batch_size, args.latent_dim, device=device))))
         optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_loss.backward(inputs=list(generator.parameters()))  # no gradients for the critic's weights
         optimizer_g.step()
         iteration += 1
 

@@ -196,17 +196,31 @@ def _train(name: str, common, cwd, iters: int, extra=()) -> Path:
 
 
 def check_corrupt_resume(name: str, common, tmp_path):
-    """`--resume` of a file holding garbage, and of a real checkpoint cut to half its size (a partial copy, a full
-    disk): one line on stderr naming --resume, exit 2, no traceback, no new run folder."""
+    """`--resume` of a file holding garbage, of a real checkpoint cut to half its size (a partial copy, a full disk),
+    of a pickle that is not a dict, and of the real checkpoint with any one of its entries missing (another
+    version's file): one line on stderr naming --resume, exit 2, no traceback, no new run folder. An entry the
+    script can do without may instead let the run go on (exit 0), never a traceback."""
     ckpt = _train(name, common, tmp_path / "src", 1) / "checkpoint.pt"
-    garbage, half = tmp_path / "garbage.pt", tmp_path / "half.pt"
+    garbage, half, tensor = tmp_path / "garbage.pt", tmp_path / "half.pt", tmp_path / "tensor.pt"
     garbage.write_bytes(b"this is not a checkpoint\n" * 40)
     data = ckpt.read_bytes()
     half.write_bytes(data[: len(data) // 2])
-    for i, bad in enumerate([garbage, half]):
+    torch.save(torch.zeros(3), tensor)
+    for i, bad in enumerate([garbage, half, tensor]):
         cwd = tmp_path / f"bad{i}"
         cwd.mkdir()
         check_bad_input(name, [*common, "--resume", bad], cwd, 2, "--resume")
+    state = torch.load(ckpt, weights_only=False)
+    for key in state:
+        cwd, bad = tmp_path / f"without_{key}", tmp_path / f"without_{key}.pt"
+        cwd.mkdir()
+        torch.save({k: v for k, v in state.items() if k != key}, bad)
+        rc, out, err = run_inprocess(name, [*common, "--resume", bad, "--max-iters", 1, "--num-eval-samples", 0], cwd)
+        assert "Traceback" not in err and rc in (0, 2), f"without {key!r}: exit {rc}; {err[-2000:]}"
+        if rc == 2:
+            lines = [line for line in err.strip().splitlines() if line.strip()]
+            assert len(lines) == 1 and "--resume" in lines[0], f"without {key!r}: {err[-2000:]}"
+            assert not run_dirs(cwd), f"without {key!r}: a run folder was left behind"
 
 
 class _OnRunDevice:
