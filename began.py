@@ -86,7 +86,7 @@ class Args:
     num_filters: int = 64
     """n, filters of the first conv; the encoder uses n, 2n, 3n, ... (paper: 128; reference implementations: 64, 128)"""
     gamma: float = 1.0
-    """gamma = E[L(G(z))] / E[L(x)], the diversity ratio (Section 3.3; paper, CelebA: 0.5; 1.0 is MNIST's recipe)"""
+    """gamma = E[L(G(z))] / E[L(x)], the diversity ratio (Section 3.3; paper's CelebA: 0.5; ours, docs item 10: 1.0)"""
     lambda_k: float = 0.01
     """lambda_k, the proportional gain of the k_t controller (Eq. 4; paper, CelebA: 0.001)"""
     lr_decay_window: int = 5000
@@ -94,7 +94,7 @@ class Args:
     carry_steps: int = 16000
     """Section 3.5.1 vanishing residuals in D: the carry falls from 1 to 0 over this many iterations (0 = none)"""
     g_carry_steps: int = 500
-    """the same for G (paper, CelebA: 16000, one schedule for both networks; 500 is MNIST's recipe)"""
+    """the same for G (paper, CelebA: 16000, one schedule for both networks; 500: our MNIST tuning, docs item 10)"""
     in_memory_limit_mb: int = 4096
     """--dataset folder: hold the resized images on the device up to this size, else stream them from disk"""
     num_workers: int = 4

@@ -75,7 +75,7 @@ class Args:
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     """the training set"""
     latent_dim: int = 100
-    """dimension of the noise z, drawn from U(-1, 1) (Section 4.1: 100)"""
+    """dimension of the noise z, drawn from U(-1, 1) (Section 4.1: 100, from U(0, 1); a deviation, docs item 2)"""
     z_hidden: int = 200
     """units of G's ReLU layer on z (Section 4.1: 200)"""
     y_hidden: int = 1000
@@ -101,7 +101,7 @@ class Args:
     momentum_final: float = 0.7
     """sgd: momentum reached after --momentum-saturate iterations (Section 4.1: 0.7)"""
     momentum_saturate: int = 150000
-    """sgd: generator updates over which momentum rises linearly (GAN official code: 250 epochs x 600)"""
+    """sgd: updates over which momentum rises linearly (250 of our 600-batch epochs; GAN code: epoch 250 x 500)"""
     lr_decay: float = 1.00004
     """sgd: the learning rate is divided by this factor every update (Section 4.1: 1.00004)"""
     min_lr: float = 1e-6
@@ -179,7 +179,7 @@ class EpochBatches:
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
-    """z ~ U(-1, 1) (Section 4.1: "noise prior z ... drawn from a uniform distribution")."""
+    """z ~ U(-1, 1). Deviation: Section 4.1 draws z "within the unit hypercube", U(0, 1) (docs item 2)."""
     return torch.rand(n, dim, device=device, generator=generator) * 2 - 1
 
 

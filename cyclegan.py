@@ -9,7 +9,7 @@ Paper-to-code map
 - Section 4, history of 50 generated images ....... `image_pool` (official util/image_pool.py)
 - Appendix 7.2, architectures ..................... `ResnetGenerator`, `NLayerDiscriminator`, `init_weights`
 - Section 4, Adam 2e-4, 100 + 100 epochs, decay .. `linear_decay` (official `--lr_policy linear`)
-- official data/unaligned_dataset.py .............. `EpochSampler` (independent orders of A and B), `augment`
+- official data/unaligned_dataset.py .............. `epoch_batches` (B permuted; official: with replacement), `augment`
 """
 import atexit
 import datetime

@@ -81,9 +81,11 @@ class Args:
     latent_dim: int = 100
     """dimension of the noise z (Figure 1: 100)"""
     ngf: int = 64
-    """G width: channels of G's last hidden layer (doubling towards the 4x4 input)"""
+    """G width: channels of G's last hidden layer, doubling towards 4x4 (official: 64 in mnist/train_cond_dcgan.py,
+    128 in faces/train_uncond_dcgan.py)"""
     ndf: int = 64
-    """D width: channels of D's first layer (doubling towards the 4x4 output)"""
+    """D width: channels of D's first layer, doubling towards 4x4 (official: 64 in mnist/train_cond_dcgan.py,
+    128 in faces/train_uncond_dcgan.py)"""
     noise: Literal["uniform", "normal"] = "uniform"
     """prior p_z: U(-1, 1) (Figure 1 and the official code) or N(0, 1)"""
     label_smoothing: float = 1.0
@@ -209,7 +211,9 @@ def init_weights(m: nn.Module):
 
 class Generator(nn.Module):
     """z (100x1x1) -> 4x4 (the paper's projection, as a 4x4 transposed conv) -> fractional-strided convs doubling
-    the side and halving the channels, BatchNorm + ReLU after each -> tanh output without BatchNorm."""
+    the side and halving the channels, BatchNorm + ReLU after each -> tanh output without BatchNorm.
+    Deviation (docs item 9): 4x4 kernels, where the official code has 5x5, and the projection batch-normalised per
+    channel, where the official dense projection is batch-normalised per feature (each of ngf*8*4*4 units)."""
 
     def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 1, img_size: int = 32):
         super().__init__()
@@ -230,7 +234,8 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """x -> strided convs halving the side and doubling the channels, LeakyReLU 0.2 (BatchNorm from the second
-    layer on) -> a 4x4 valid conv to one logit (the paper's flatten + single output)."""
+    layer on) -> a 4x4 valid conv to one logit (the paper's flatten + single output). Deviation: 4x4 kernels, the
+    official code's are 5x5 (docs item 9)."""
 
     def __init__(self, ndf: int = 64, channels: int = 1, img_size: int = 32, spectral_norm: bool = False):
         super().__init__()
@@ -413,7 +418,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
     signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
-    # ALGO LOGIC: alternate one D and one G Adam step per minibatch (Goodfellow et al. 2014, Algorithm 1, k = 1)
+    # ALGO LOGIC: one D and one G Adam step per minibatch (Goodfellow et al. 2014, Algorithm 1, k = 1). Deviation:
+    # the official loop gives each minibatch ONE update, `if n_updates % (k+1) == 0` G else D (docs item 7)
     print(f"dcgan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
     start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
     batches = minibatches(data, args.batch_size, args.seed, step, args.workers, device)

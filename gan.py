@@ -126,7 +126,8 @@ def check_args(args: Args):
 
 
 def load_images(args: Args) -> torch.Tensor:
-    """The whole training set as one uint8 tensor (N, 1, 28, 28), read with torchvision's own loader."""
+    """The whole training set as one uint8 tensor (N, 1, 28, 28), read with torchvision's own loader.
+    Deviation: all 60,000 MNIST images; the official mnist.yaml trains on the first 50,000 (docs item 8)."""
     cls = DATASETS[args.dataset]
     folder = os.path.join(args.data_dir, cls.__name__)
     existed = [p for p in (args.data_dir, folder) if os.path.exists(p)]
@@ -397,7 +398,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
     signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
-    # ALGO LOGIC: Algorithm 1 (minibatch stochastic gradient descent training of GANs)
+    # ALGO LOGIC: Algorithm 1 (minibatch stochastic gradient descent training of GANs). Deviation: D then G in turn,
+    # where the official AdversaryCost2 steps both at once from one batch of samples (docs item 1)
     print(f"gan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
     start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
     while iteration < total_iters and not args.eval_only:

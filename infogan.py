@@ -167,7 +167,7 @@ def sweep_latents(z_rows: torch.Tensor, cat_dim: int, cont_dim: int, index: int,
 
 
 def init_weights(m: nn.Module):
-    """N(0, 0.02) weights, zero biases, BatchNorm scale N(1, 0.02) (the official code's initialisers)."""
+    """N(0, 0.02) weights, zero biases, BN scale N(1, 0.02); deviation: the official D convs use a truncated normal."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(m.weight, 0.0, 0.02)
         nn.init.zeros_(m.bias)

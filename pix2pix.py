@@ -9,7 +9,7 @@ Paper-to-code map
 - Section 3.2.1 / Fig. 3, U-Net with skips ........ `UnetBlock`, `UnetGenerator` (depth log2(img_size); 8 for 256)
 - Section 3.2.2, 70x70 PatchGAN ................... `PatchDiscriminator` (n_layers_d = 3), input and output concatenated
 - Section 3.3, test-time dropout and batch stats .. `test_mode` (`--test-dropout`, `--test-batch-stats`)
-- Section 3.3 / 4, Adam 2e-4, beta1 0.5, batch 1 .. `Args` defaults; official lr policy 'linear' -> `lr_lambda`
+- Section 3.3 / 4, Adam 2e-4, beta1 0.5, batch 1 .. `Args` defaults; `lr_lambda`: the port's decay (paper: constant)
 - Section 6.2 / official aligned_dataset.py ....... `read_ab` (resize to 286), `augment` (random 256 crop, flip)
 """
 import contextlib
@@ -91,7 +91,7 @@ class Args:
     direction: Literal["AtoB", "BtoA"] = "BtoA"
     """AtoB: left half -> right half; BtoA: right -> left (facades: labels -> photo, the paper's direction)"""
     epochs_decay: int = 100
-    """of --epochs, how many decay the lr linearly to 0 (official n_epochs_decay; the first 100 keep it constant)"""
+    """of --epochs, how many decay the lr linearly to 0 (PyTorch port's n_epochs_decay; 0 = paper's constant lr)"""
     lambda_l1: float = 100.0
     """lambda, weight of the L1 term (Eq. 4; Section 4 uses 100)"""
     img_size: int = 256
@@ -101,7 +101,7 @@ class Args:
     ndf: int = 64
     """discriminator filters in the first layer (C64 in Section 6.1.2)"""
     n_layers_d: int = 3
-    """PatchGAN stride-2 layers: 1 = 16x16, 2 = 34x34, 3 = 70x70 (paper default), 4 = 142x142 receptive field"""
+    """PatchGAN stride-2 layers -> receptive field: 1 = 16, 2 = 34, 3 = 70 (paper default), 4 = 142, 5 = 286 px"""
     test_dropout: bool = True
     """keep dropout on at test time (Section 3.3; the grid and translations.npz are drawn with a seeded RNG)"""
     test_batch_stats: bool = True
@@ -280,7 +280,7 @@ class UnetGenerator(nn.Module):
         block = None
         for i in reversed(range(depth)):
             block = UnetBlock(out_ch if i == 0 else ch(i - 1), ch(i), in_ch if i == 0 else None, block, i == 0,
-                              dropout=i >= depth - 3)
+                              dropout=i >= depth - 3)  # paper, Lua code; the PyTorch port: one level further out
         self.model = block
 
     def forward(self, x):
@@ -327,7 +327,7 @@ def generator_loss(fake_logits, fake, target, lambda_l1: float):
 
 
 def lr_lambda(epochs: int, epochs_decay: int):
-    """Official 'linear' policy, 0-based epoch e: 1 - max(0, e + 1 - n_const) / (epochs_decay + 1), 0 after the end."""
+    """PyTorch port's 'linear' policy (paper, Lua: constant), e from 0: 1 - max(0, e + 1 - n_const) / (n_decay + 1)"""
     return lambda e: 1.0 - max(0, e + 1 - (epochs - epochs_decay)) / (epochs_decay + 1)
 
 
@@ -530,7 +530,7 @@ if __name__ == "__main__":
         optimizer_g.step()
         discriminator.requires_grad_(True)
         iteration += 1
-        if iteration % n_batches == 0:  # lr schedule stepped per epoch (official update_learning_rate)
+        if iteration % n_batches == 0:  # lr schedule stepped at each epoch's end (the port's update_learning_rate)
             scheduler_g.step(), scheduler_d.step()
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)

@@ -403,7 +403,7 @@ if __name__ == "__main__":
 
     @torch.no_grad()
     def sample(n: int, seed: int) -> torch.Tensor:
-        """n uint8 samples on the CPU from a noise stream of their own, G in eval mode: training state is untouched."""
+        """n uint8 samples (CPU) from their own noise, G in eval mode (deviation: the official code's is in train)."""
         gen = torch.Generator(device).manual_seed(seed)
         generator.eval()
         images = torch.cat([generator(torch.randn(min(1000, n - i), args.latent_dim, device=device, generator=gen))
@@ -441,7 +441,7 @@ if __name__ == "__main__":
     start_time, start_iter, start_step, eval_seconds = time.time(), iteration, step, 0.0
     while iteration < total_iters and not args.eval_only:
         for _ in range(critic_steps(iteration, args.n_critic, args.critic_warmup)):
-            # (1) Update the critic: ascend E[f(x)] - E[f(g(z))] (Eq. 3) on a fresh real batch; g(z) under no_grad
+            # (1) Update the critic: ascend E[f(x)] - E[f(g(z))] (Eq. 3) on a fresh batch, across epoch ends (docs)
             real = batches.get(step)
             step += 1
             with torch.no_grad():
@@ -451,7 +451,7 @@ if __name__ == "__main__":
             optimizer_c.zero_grad(set_to_none=True)
             c_loss.backward()
             optimizer_c.step()
-            clip_weights(critic, args.clip_value)  # Algorithm 1, line 7: G's step below sees the clipped critic
+            clip_weights(critic, args.clip_value)  # Algorithm 1 line 7 (official: before each critic step; docs)
 
         # (2) Update the generator: descend -E[f(g(z))] (Algorithm 1, line 10)
         g_loss = generator_loss(c_train(g_train(torch.randn(args.batch_size, args.latent_dim, device=device))))

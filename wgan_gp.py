@@ -44,12 +44,12 @@ class Args:
     """where datasets live (torchvision's layout, e.g. DATA_DIR/MNIST/raw)"""
     download: bool = True
     """fetch the dataset if it is missing"""
-    epochs: int = 200
-    """passes over the training data (official MNIST code: 200k generator iterations = 833 epochs)"""
+    epochs: int = 834
+    """passes over the data; MNIST: 834 x 240 = 200,160 generator iterations (official gan_mnist.py: ITERS 200000)"""
     max_iters: int = 0
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 50
-    """minibatch size m (official MNIST code: 50; Algorithm 1: 64)"""
+    """minibatch size m (official gan_mnist.py: 50, gan_cifar.py: 64; Algorithm 1 gives no value)"""
     lr: float = 1e-4
     """learning rate alpha of both networks (Algorithm 1: 1e-4)"""
     beta1: float = 0.0
@@ -87,7 +87,7 @@ class Args:
     n_critic: int = 5
     """critic steps per generator step (Algorithm 1: 5)"""
     lambda_gp: float = 10.0
-    """lambda, weight of the gradient penalty (Algorithm 1: 10)"""
+    """lambda, penalty weight (Algorithm 1: 10; on [-1, 1] pixels, 10 acts like 5 on gan_mnist.py's [0, 1]: docs)"""
     critic_norm: Literal["none", "layernorm"] = "none"
     """normalisation in the critic: none (official code) or layer norm (Section 4's suggestion); never BatchNorm"""
 
@@ -137,7 +137,7 @@ class FolderImages(Dataset):
 
 
 def load_images(args: Args):
-    """The training set as uint8 (N, 1, 28, 28) or (N, 3, 32, 32), or a folder above --in-memory-limit-mb to stream."""
+    """uint8 (N, 1, 28, 28) (MNIST: all 60k, gan_mnist.py 50k) or (N, 3, 32, 32); a folder over the limit streams."""
     if args.dataset == "folder":
         folder = FolderImages(args.data_dir, 32)
         if len(folder) * 3 * 32 * 32 > args.in_memory_limit_mb * 2 ** 20:
@@ -204,7 +204,7 @@ class EpochBatches:
             atexit.register(vars(self).pop, "batches", None)  # stops the workers before multiprocessing's exit hook
         self.next_step = step + 1
         x = next(self.batches).to(self.device, non_blocking=True) if self.streaming else self.data[next(self.batches)]
-        x = x.float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
+        x = x.float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1] (deviation: gan_mnist.py uses [0, 1])
         return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
 
@@ -224,7 +224,7 @@ def init_tflib(m: nn.Module):
 
 
 def deconv(c_in: int, c_out: int) -> nn.ConvTranspose2d:
-    """5x5 transposed conv that doubles the side ('SAME' padding as tflib's Deconv2D)."""
+    """5x5 transposed conv that doubles the side (tflib Deconv2D's 'SAME' output size; symmetric padding here)."""
     return nn.ConvTranspose2d(c_in, c_out, 5, stride=2, padding=2, output_padding=1)
 
 
@@ -403,7 +403,7 @@ if __name__ == "__main__":
 
     @torch.no_grad()
     def sample(n: int, seed: int) -> torch.Tensor:
-        """n uint8 samples on the CPU from a noise stream of their own, G in eval mode: training state is untouched."""
+        """n uint8 samples (CPU) from their own noise, G in eval mode (deviation: tflib's BN uses batch stats)."""
         gen = torch.Generator(device).manual_seed(seed)
         generator.eval()
         images = torch.cat([generator(torch.randn(min(1000, n - i), args.latent_dim, device=device, generator=gen))
@@ -435,7 +435,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
     signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
 
-    # ALGO LOGIC: Algorithm 1 (WGAN with gradient penalty)
+    # ALGO LOGIC: Algorithm 1 (WGAN with gradient penalty): critic steps, then G (official loop: G, then critic steps)
     print(f"wgan_gp.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}"
           f"{', streaming the images from disk' if batches.streaming else ''}", flush=True)
     start_time, start_iter, start_step, eval_seconds = time.time(), iteration, step, 0.0

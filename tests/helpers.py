@@ -390,3 +390,20 @@ def scalar_means(run_dir, tags, last: int) -> dict:
     """Mean of the last `last` logged values of each tag."""
     scalars = read_scalars(run_dir)
     return {t: float(np.mean([v for _, v in scalars[t][-last:]])) for t in tags}
+
+
+def scores_on_checkpoint(name: str, run_dir, real, score, real_labels=None):
+    """D's verdict taken apart from the run's own bookkeeping: the network rebuilt from checkpoint.pt by the test's
+    `score(module, ckpt, x, labels)` (x on [-1, 1]) on the training images `real` (uint8) and on the run's final
+    samples (samples.npz, drawn as the script draws them). The logged d_real / d_fake come from the same variables
+    as D's loss, so a swap of real and fake at D's forward passes would swap them too; these scores would not.
+    Returns (mean score on real, mean score on fake)."""
+    module, ckpt = load_script(name), torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False)
+    samples = np.load(Path(run_dir) / "samples.npz")
+    n = min(len(real), len(samples["images"]))
+    fake_labels = torch.as_tensor(samples["labels"][:n]) if "labels" in samples else None
+    real_labels = None if real_labels is None else torch.as_tensor(real_labels[:n])
+    with torch.no_grad():
+        on_real = score(module, ckpt, torch.as_tensor(real[:n]).float() / 127.5 - 1, real_labels)
+        on_fake = score(module, ckpt, torch.as_tensor(samples["images"][:n]).float() / 127.5 - 1, fake_labels)
+    return on_real.float().mean().item(), on_fake.float().mean().item()

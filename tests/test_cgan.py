@@ -15,6 +15,7 @@ from helpers import (
     read_scalars,
     run_inprocess,
     scalar_means,
+    scores_on_checkpoint,
 )
 
 cgan = load_script("cgan")
@@ -183,10 +184,23 @@ def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
     dropout, so that D's tiny init learns this fast). With real and fake swapped in discriminator_loss's call,
     D(real) < D(fake) and this fails."""
     flags = [*base(mnist_root), "--lr", 1e-3, "--dropout", 0, "--input-dropout", 0, "--max-iters", 60,
-             "--log-interval", 10, "--num-eval-samples", 0]
+             "--log-interval", 10, "--num-eval-samples", 200]
     assert run_inprocess("cgan", flags, tmp_path)[0] == 0
     m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.3, m  # measured: 0.58
+    # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
+    real, labels = cgan.load_data(cgan.Args(data_dir=str(mnist_root), download=False))
+    on_real, on_fake = scores_on_checkpoint("cgan", only_run_dir(tmp_path), real, d_probability, labels)
+    assert on_real - on_fake > 0.1, (on_real, on_fake)  # measured: 0.16 (eval-mode samples)
+
+
+def d_probability(module, ckpt, x, labels):
+    """D(x|y) of the checkpoint's D, built as cgan.py builds it, in eval mode."""
+    args = module.Args(**ckpt["args"])
+    d = module.Discriminator(args.maxout_units, args.y_maxout_units, args.maxout_pieces, args.joint_pieces,
+                             args.dropout, args.input_dropout)
+    d.load_state_dict(ckpt["discriminator"])
+    return torch.sigmoid(d.eval()(x, module.one_hot(labels.long())))
 
 
 def test_generator_step_lowers_its_loss_against_the_d_it_saw():

@@ -14,6 +14,7 @@ from helpers import (
     only_run_dir,
     run_inprocess,
     scalar_means,
+    scores_on_checkpoint,
 )
 
 gan = load_script("gan")
@@ -151,10 +152,22 @@ def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
     """Guards the training loop's call sites: after 60 updates D scores real digits above G's samples. With
     real and fake swapped in discriminator_loss's call, D(real) < D(fake) and this fails."""
     flags = [*base(mnist_root), "--optimizer", "adam", "--lr", 1e-3, "--max-iters", 60, "--log-interval", 10,
-             "--num-eval-samples", 0]
+             "--num-eval-samples", 200]
     assert run_inprocess("gan", flags, tmp_path)[0] == 0
     m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.2, m
+    # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
+    real = gan.load_images(gan.Args(data_dir=str(mnist_root), download=False))
+    on_real, on_fake = scores_on_checkpoint("gan", only_run_dir(tmp_path), real, d_probability)
+    assert on_real - on_fake > 0.2, (on_real, on_fake)
+
+
+def d_probability(module, ckpt, x, labels):
+    """D(x) of the checkpoint's D, built as gan.py builds it, in eval mode (no dropout)."""
+    args = module.Args(**ckpt["args"])
+    d = module.Discriminator(args.maxout_units, args.maxout_pieces)
+    d.load_state_dict(ckpt["discriminator"])
+    return torch.sigmoid(d.eval()(x))
 
 
 def test_generator_step_lowers_its_loss_against_the_d_it_saw():

@@ -21,6 +21,7 @@ from helpers import (
     read_tags,
     run_inprocess,
     scalar_means,
+    scores_on_checkpoint,
 )
 
 infogan = load_script("infogan")
@@ -231,16 +232,29 @@ def trained_run(tmp_path_factory, mnist_root):
     cwd = tmp_path_factory.mktemp("learning")
     flags = ["--data-dir", mnist_root, "--no-download", "--num-filters", 8, "--fc-dim", 32, "--q-dim", 16,
              "--noise-dim", 8, "--batch-size", 32, "--lr", 5e-3, "--lr-g", 5e-3, "--max-iters", 60, "--log-interval", 5,
-             "--num-eval-samples", 0]
+             "--num-eval-samples", 200]
     rc, out, err = run_inprocess("infogan", flags, cwd)
     assert rc == 0, err
     return only_run_dir(cwd)
 
 
-def test_learning_signal_d_separates_real_from_fake(trained_run):
-    """Guards the D step's call site: with real and fake swapped in discriminator_loss, D(real) < D(fake)."""
+def test_learning_signal_d_separates_real_from_fake(trained_run, mnist_root):
+    """Guards the D step's call sites: with real and fake swapped in discriminator_loss, or at D's two forward
+    passes, D(real) < D(fake) in the logged charts or in the checkpoint's D."""
     m = scalar_means(trained_run, ["charts/d_real", "charts/d_fake"], last=3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.1, m
+    # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
+    real = infogan.load_data(infogan.Args(data_dir=str(mnist_root), download=False))[0]
+    on_real, on_fake = scores_on_checkpoint("infogan", trained_run, real, d_probability)
+    assert on_real - on_fake > 0.1, (on_real, on_fake)
+
+
+def d_probability(module, ckpt, x, labels):
+    """D(x) of the checkpoint's D/Q, built as infogan.py builds it, in training mode as D saw each batch."""
+    args = module.Args(**ckpt["args"])
+    d = module.DiscriminatorQ(args.cat_dim, args.cont_dim, args.num_filters, args.fc_dim, args.q_dim, args.leak)
+    d.load_state_dict(ckpt["discriminator"])
+    return torch.sigmoid(d(x)[0])
 
 
 def test_q_learns_the_categorical_code(trained_run):

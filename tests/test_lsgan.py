@@ -18,6 +18,7 @@ from helpers import (
     only_run_dir,
     run_inprocess,
     scalar_means,
+    scores_on_checkpoint,
 )
 
 lsgan = load_script("lsgan")
@@ -191,10 +192,22 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
 def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
     """Guards the training loop's call sites: after a few dozen updates D's raw output is nearer b on real digits
     than on G's samples. With real and fake swapped in discriminator_loss's call, D(real) < D(fake) and this fails."""
-    flags = [*base(mnist_root), "--lr", 1e-3, "--max-iters", 40, "--log-interval", 5, "--num-eval-samples", 0]
+    flags = [*base(mnist_root), "--lr", 1e-3, "--max-iters", 40, "--log-interval", 5, "--num-eval-samples", 200]
     assert run_inprocess("lsgan", flags, tmp_path)[0] == 0
     m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.3, m
+    # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
+    real = lsgan.load_images(lsgan.Args(data_dir=str(mnist_root), download=False))
+    on_real, on_fake = scores_on_checkpoint("lsgan", only_run_dir(tmp_path), real, d_output)
+    assert on_real - on_fake > 0.3, (on_real, on_fake)
+
+
+def d_output(module, ckpt, x, labels):
+    """D's raw output of the checkpoint's D, built as lsgan.py builds it, in training mode as D saw each batch."""
+    args = module.Args(**ckpt["args"])
+    d = module.NETWORKS[args.arch][1](args.ndf, x.shape[1], args.img_size)
+    d.load_state_dict(ckpt["discriminator"])
+    return d(x).flatten()
 
 
 def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):

@@ -18,6 +18,7 @@ from helpers import (
     read_tags,
     run_inprocess,
     scalar_means,
+    scores_on_checkpoint,
 )
 
 wgan = load_script("wgan")
@@ -220,11 +221,23 @@ def test_learning_signal_critic_scores_real_above_fake(tmp_path, mnist_root):
     f(g(z)) taken from the scores themselves, is clearly positive. With real and fake swapped in critic_loss's call,
     the critic learns the opposite sign and this fails. (c = 0.1 and lr 5e-4 give the tiny critic a visible gap.)"""
     flags = [*base(mnist_root), "--no-critic-warmup", "--clip-value", 0.1, "--lr", 5e-4, "--max-iters", 20,
-             "--log-interval", 5, "--num-eval-samples", 0]
+             "--log-interval", 5, "--num-eval-samples", 200]
     assert run_inprocess("wgan", flags, tmp_path)[0] == 0
     m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake", "losses/wasserstein_estimate"], 3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.5, m
     assert abs(m["losses/wasserstein_estimate"] - (m["charts/d_real"] - m["charts/d_fake"])) < 1e-4, m
+    # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
+    real = wgan.load_images(wgan.Args(data_dir=str(mnist_root), download=False))
+    on_real, on_fake = scores_on_checkpoint("wgan", only_run_dir(tmp_path), real, critic_score)
+    assert on_real - on_fake > 0.5, (on_real, on_fake)
+
+
+def critic_score(module, ckpt, x, labels):
+    """f(x) of the checkpoint's critic, built as wgan.py builds it, in training mode as it saw each batch."""
+    args = module.Args(**ckpt["args"])
+    critic = module.Critic(args.ndf, x.shape[1], args.img_size)
+    critic.load_state_dict(ckpt["critic"])
+    return critic(x)
 
 
 def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
