@@ -164,7 +164,7 @@ def load_images(args: Args, device):
         images = getattr(torchvision.datasets, name)(args.data_dir, train=True, download=args.download).data[:, None]
     except (RuntimeError, OSError, ImportError) as e:
         for p in leftovers[::-1]:  # leave nothing half-downloaded behind, not even a --data-dir made for it
-            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.path.isfile(p) and os.remove(p)
+            shutil.rmtree(p, ignore_errors=True)  # the data folder and --data-dir, directories both
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected {path} ({type(e).__name__}); pass --data-dir pointing at a folder "
              "that holds it in torchvision's layout, or run once with --download while online", 1)
@@ -472,7 +472,8 @@ if __name__ == "__main__":
         if iteration % args.sample_interval == 0:
             write_samples()
         if args.eval_interval and iteration % args.eval_interval == 0:  # train_seconds excludes these writes
-            torch.cuda.synchronize() if on_cuda else None
+            if on_cuda:
+                torch.cuda.synchronize()
             t0 = time.time()
             save_atomic(f"{run_dir}/samples_{iteration:07d}.npz", images=generate(2000, args.seed + 2),
                         iteration=iteration, train_seconds=train_seconds + t0 - start_time - eval_seconds)

@@ -225,8 +225,7 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 def image_pool(history: list, images: torch.Tensor, size: int) -> torch.Tensor:
-    """Fakes for D through a history of `size` (Section 4, official util/image_pool.py): until full, store and return
-    each; then with probability 0.5 swap it for a stored one. Python's global RNG; `history` (checkpointed) changes."""
+    """Section 4's history of `size` fakes (official image_pool.py): stored until full, then swapped at p 0.5."""
     out = []
     for img in images.detach().split(1):
         if len(history) < size:
@@ -577,7 +576,8 @@ if __name__ == "__main__":
                                train_seconds=train_seconds + t0 - start_time - eval_seconds)
             eval_seconds += time.time() - t0
         if iteration % per_epoch == 0:  # linear decay, stepped at the end of each epoch (official)
-            scheduler_g.step(), scheduler_d.step()
+            scheduler_g.step()
+            scheduler_d.step()
         if at_checkpoint:
             save_checkpoint()
     streams.clear()  # DataLoader workers, if any, end here

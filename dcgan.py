@@ -143,7 +143,10 @@ def load_images(args: Args) -> torch.Tensor:
         data = torch.as_tensor(cls(args.data_dir, download=args.download, **split).data)
     except (RuntimeError, OSError, ImportError) as e:
         for p in [p for p, ex in zip(paths, existed, strict=True) if not ex and os.path.exists(p)]:
-            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)  # nothing half-downloaded, not even --data-dir
+            if os.path.isdir(p):  # nothing half-downloaded is left, not even --data-dir
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected {paths[0]} ({type(e).__name__}); pass --data-dir pointing at the folder "
              f"that holds {files[0]}, or run once with --download while online", 1)
@@ -282,7 +285,10 @@ def generate_uint8(generator: nn.Module, n: int, args: Args, device, gen: torch.
 def save_atomic(obj, path: str):
     """torch.save (or np.savez_compressed for a dict of arrays to a .npz) to a temporary file, then os.replace."""
     with open(path + ".tmp", "wb") as f:
-        np.savez_compressed(f, **obj) if path.endswith(".npz") else torch.save(obj, f)
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, f)
     os.replace(path + ".tmp", path)
 
 
@@ -438,7 +444,7 @@ if __name__ == "__main__":
         # (2) Update G: maximise log D(G(z)) (non-saturating), through the updated D
         g_loss = generator_loss(d_train(fake))
         optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_loss.backward(inputs=list(generator.parameters()))  # no gradients for D's weights
         optimizer_g.step()
         iteration += 1
 

@@ -423,7 +423,7 @@ if __name__ == "__main__":
         fake_logits_g = d_train(g_train(sample_noise(args.batch_size, args.latent_dim, args.noise, device)))
         g_loss = generator_loss(fake_logits_g, args.g_loss)
         optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_loss.backward(inputs=list(generator.parameters()))  # no gradients for D's weights
         optimizer_g.step()
         iteration += 1
 

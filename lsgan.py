@@ -147,7 +147,10 @@ def load_images(args: Args) -> torch.Tensor:
         data = torch.as_tensor(cls(args.data_dir, download=args.download, **split).data)
     except (RuntimeError, OSError, ImportError) as e:
         for p in [p for p, ex in zip(paths, existed, strict=True) if not ex and os.path.exists(p)]:
-            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)  # nothing half-downloaded, not even --data-dir
+            if os.path.isdir(p):  # nothing half-downloaded is left, not even --data-dir
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
         how = "download failed (offline?)" if args.download else "not found"
         fail(f"{args.dataset} {how}: expected {paths[0]} ({type(e).__name__}); pass --data-dir pointing at the folder "
              f"that holds {files[0]}, or run once with --download while online", 1)
@@ -201,14 +204,12 @@ def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
 
 
 def init_weights(m: nn.Module):
-    """Official code (DCGAN-tensorflow ops): weights from N(0, 0.02), biases 0, BatchNorm scale 1 and shift 0."""
+    """Official code (DCGAN-tensorflow ops): weights from N(0, 0.02), biases 0; BatchNorm keeps PyTorch's scale 1 and
+    shift 0, which are the official ones."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 def dcgan_generator(latent_dim: int, ngf: int, channels: int, img_size: int) -> nn.Sequential:
@@ -303,7 +304,10 @@ def generate_uint8(generator: nn.Module, n: int, args: Args, device, gen: torch.
 def save_atomic(obj, path: str):
     """torch.save (or np.savez_compressed for a dict of arrays to a .npz) to a temporary file, then os.replace."""
     with open(path + ".tmp", "wb") as f:
-        np.savez_compressed(f, **obj) if path.endswith(".npz") else torch.save(obj, f)
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, f)
     os.replace(path + ".tmp", path)
 
 
@@ -359,9 +363,7 @@ if __name__ == "__main__":
     n_batches = len(data) // args.batch_size  # per epoch; the last incomplete batch is dropped
     if n_batches < 1:
         fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
-    total_iters = args.epochs * n_batches
-    if args.max_iters:
-        total_iters = min(total_iters, args.max_iters)
+    total_iters = min(args.epochs * n_batches, args.max_iters or sys.maxsize)  # --max-iters 0: no cap
 
     make_g, make_d = NETWORKS[args.arch]
     generator = make_g(args.latent_dim, args.ngf, channels, args.img_size).to(device, memory_format=memory_format)
@@ -370,7 +372,7 @@ if __name__ == "__main__":
                                                  fused=device.type == "cuda") for net in (generator, discriminator))
 
     iteration, step, train_seconds = 0, 0, 0.0  # generator updates done, real minibatches consumed, training time
-    run_dir = None
+    run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"  # or, resumed, its own
     if args.resume:
         ckpt = load_checkpoint(args.resume)
         try:
@@ -391,8 +393,6 @@ if __name__ == "__main__":
         generator, discriminator)
 
     # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
-    if run_dir is None:
-        run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
     os.makedirs(f"{run_dir}/samples", exist_ok=True)
     writer = SummaryWriter(run_dir)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
@@ -457,7 +457,7 @@ if __name__ == "__main__":
         # (2) Update G, Eq. 2: minimise 1/2 E[(D(G(z)) - c)^2], through the updated D
         g_loss = generator_loss(d_train(fake), args.c)
         optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_loss.backward(inputs=list(generator.parameters()))  # no gradients for D's weights
         optimizer_g.step()
         iteration += 1
 

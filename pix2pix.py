@@ -288,8 +288,7 @@ class UnetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """C64-C128-C256-C512 then a 1-channel conv (Section 6.1.2, official NLayerDiscriminator); logits per patch.
-    A 256 input gives a 30x30 map of 70x70 receptive fields (n_layers = 3). No BatchNorm on the first layer."""
+    """C64-C128-C256-C512, a 1-channel conv: logits per 70x70 patch (Section 6.1.2, official NLayerDiscriminator)."""
 
     def __init__(self, ndf: int = 64, n_layers: int = 3, in_ch: int = 6):
         super().__init__()
@@ -531,7 +530,8 @@ if __name__ == "__main__":
         discriminator.requires_grad_(True)
         iteration += 1
         if iteration % n_batches == 0:  # lr schedule stepped at each epoch's end (the port's update_learning_rate)
-            scheduler_g.step(), scheduler_d.step()
+            scheduler_g.step()
+            scheduler_d.step()
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
         stopping = stop_signal  # read once: a signal that lands after this line stops a later iteration
