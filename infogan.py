@@ -9,8 +9,8 @@ Paper-to-code map
 - Section 6 / Appendix C.1, latent: 62 noise + c1 ~ Cat(K=10) + c2, c3 ~ U(-1, 1) ... `sample_latent`
 - Appendix C.1 Table 1, MNIST networks ............. `Generator`, `DiscriminatorQ` (D and Q share the body)
 - Section 6, Q(c|x): softmax for c1, factored Gaussian for c2, c3  `DiscriminatorQ.forward` (logits, mean, log-var)
-- Section 7.1 / Figure 2, code traversals ......... `sweep_latents`, `write_samples` (c2 and c3 swept from -2 to 2)
-- Section 7.1, c1 as a classifier of real digits ... `c1_test_error` (codes matched one-to-one to the test labels)
+- Section 7.2 / Figure 2, code traversals ......... `sweep_latents`, `write_samples` (c2 and c3 swept from -2 to 2)
+- Section 7.2, c1 as a classifier of real digits ... `c1_test_error` (codes matched one-to-one to the test labels)
 """
 import functools
 import math
@@ -83,9 +83,9 @@ class Args:
     noise_dim: int = 62
     """dimension of the incompressible noise z ~ U(-1, 1) (Appendix C.1: 62)"""
     cat_dim: int = 10
-    """K of the categorical code c1 ~ Cat(K, p=1/K) (Section 7.1: 10)"""
+    """K of the categorical code c1 ~ Cat(K, p=1/K) (Section 7.2: 10)"""
     cont_dim: int = 2
-    """number of continuous codes c2, c3, ... ~ U(-1, 1) (Section 7.1: 2)"""
+    """number of continuous codes c2, c3, ... ~ U(-1, 1) (Section 7.2: 2)"""
     lambda_cat: float = 1.0
     """lambda of L_I for the categorical code (Section 6 and official code: 1)"""
     lambda_cont: float = 1.0
@@ -244,7 +244,7 @@ def info_loss(cat_logits, mean, logvar, codes, cont, lambda_cat=1.0, lambda_cont
 
 
 def c1_test_error(codes: np.ndarray, labels: np.ndarray, cat_dim: int, n_classes: int = 10) -> float:
-    """Section 7.1: Q's c1 (argmax) as a classifier of real digits, each code matched to a different class (or none):
+    """Section 7.2: Q's c1 (argmax) as a classifier of real digits, each code matched to a different class (or none):
     the error of the best one-to-one matching, exact by dynamic programming over the sets of classes taken (2^10)."""
     counts = np.zeros((cat_dim, n_classes))
     np.add.at(counts, (codes, labels), 1)
@@ -479,7 +479,7 @@ if __name__ == "__main__":
             print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
             sys.exit(128 + stopping)
 
-    discriminator.eval()  # Section 7.1's metric: Q's c1 classifies the real test digits, matched one-to-one to labels
+    discriminator.eval()  # Section 7.2's metric: Q's c1 classifies the real test digits, matched one-to-one to labels
     with torch.no_grad():
         test_codes = torch.cat([discriminator(x.to(device).float().div_(127.5).sub_(1.0))[1].argmax(1).cpu()
                                 for x in test_images.split(1000)])

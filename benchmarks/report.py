@@ -955,7 +955,7 @@ def render(doc: dict, out: Path) -> str:
         for n, r in infogan.items():
             lines += [f"{n}: *code error* (one-to-one code → class matching of its samples, Hungarian) "
                       f"{fmt(r['summary'].get('code_error'), '.3f', seeds=len(r['seeds']))}; the paper's metric, "
-                      f"`c1_test_error` (Q's categorical code classifying real test digits, Section 7.1), "
+                      f"`c1_test_error` (Q's categorical code classifying real test digits, Section 7.2), "
                       f"{fmt(r['summary'].get('c1_test_error'), '.3f', seeds=len(r['seeds']))}.", ""]
     errors = [(n, s) for n, r in results.items() for s in r["seeds"].values() if "error" in s]
     if errors:

@@ -203,7 +203,7 @@ def test_smoke_run(tmp_path, mnist_root):
     assert out.startswith("infogan.py: cpu, run folder runs/") and "iterations 0 -> 3" in out
     assert "iter 3/3" in out and "ETA" in out and "writing the final sample grids and 30 samples" in out
     assert (run / "samples" / "0000003.png").exists() and (run / "samples" / "0000003_c3.png").exists()
-    # Section 7.1's metric on the 100 test digits: logged at the final iteration and printed
+    # Section 7.2's metric on the 100 test digits: logged at the final iteration and printed
     [(step, logged)] = read_scalars(run)["charts/c1_test_error"]
     printed = float(re.search(r"c1_test_error (\S+) \(Q's c1 on the 100 real test digits", out).group(1))
     assert step == 3 and 0 <= logged <= 0.9 and printed == pytest.approx(logged, abs=1e-4)
