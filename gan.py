@@ -91,7 +91,7 @@ class Args:
     label_smoothing: float = 1.0
     """target for real images in D's loss (one-sided smoothing, e.g. 0.9; 1.0 = off)"""
     noise: Literal["normal", "uniform"] = "normal"
-    """prior p_z: N(0, 1) (the official code's default for MNIST) or U(-1, 1)"""
+    """prior p_z: N(0, 1) (the official Generator's default) or U(-1, 1) (one mnist.yaml: U(-sqrt 3, sqrt 3))"""
 
 
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
