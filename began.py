@@ -363,10 +363,11 @@ if __name__ == "__main__":
     generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
     for net in (generator, discriminator):
         net.apply(init_weights).to(memory_format=torch.channels_last)
-    # G starts at the data's mean colour, summed exactly (same bits streamed or not); not in the paper, docs item 7
-    n = min(10000, len(data))
-    total = sum(data[i].to(device).sum((1, 2), dtype=torch.int64) for i in range(n))
-    generator[-1].bias.data.copy_(total.double().div(n * args.img_size ** 2 * 127.5).sub(1))
+    # G starts at the data's mean colour, summed exactly (same bits streamed or not); not in the paper, docs item 7.
+    if not ckpt:  # a resumed run loads its own weights: no need to decode 10,000 images first
+        n = min(10000, len(data))
+        total = sum(data[i].to(device).sum((1, 2), dtype=torch.int64) for i in range(n))
+        generator[-1].bias.data.copy_(total.double().div(n * args.img_size ** 2 * 127.5).sub(1))
     optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
                                                  fused=on_cuda) for net in (generator, discriminator))
     scheduler = StallDecay(args.lr, args.lr_decay_window)
