@@ -529,9 +529,6 @@ if __name__ == "__main__":
         optimizer_g.step()
         discriminator.requires_grad_(True)
         iteration += 1
-        if iteration % n_batches == 0:  # lr schedule stepped at each epoch's end (the port's update_learning_rate)
-            scheduler_g.step()
-            scheduler_d.step()
 
         # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
         stopping = stop_signal  # read once: a signal that lands after this line stops a later iteration
@@ -569,6 +566,9 @@ if __name__ == "__main__":
             write_translations(f"{run_dir}/samples_{iteration:07d}.npz", eval_data[:EVAL_IMAGES], iteration=iteration,
                                train_seconds=train_seconds + t0 - start_time - eval_seconds)
             eval_seconds += time.time() - t0
+        if iteration % n_batches == 0:  # lr stepped at each epoch's end (the port's update_learning_rate), after the
+            scheduler_g.step()  # logs of the epoch's last iteration, which show the rate it trained with
+            scheduler_d.step()
         if at_checkpoint:
             save_checkpoint()
     batches = None  # ends the DataLoader's workers

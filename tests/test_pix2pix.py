@@ -239,7 +239,7 @@ def test_smoke_run_and_lr_schedule_per_epoch(tmp_path, ab_root):
     assert "iter 8/8" in out and "ETA" in out and "writing the final sample grid" in out
     assert any(v != int(v) for _, v in read_scalars(run)["charts/SPS"])  # a float, not truncated by int()
     lr = dict(read_scalars(run)["charts/learning_rate"])
-    assert lr[3] == pytest.approx(2e-4) and lr[4] == pytest.approx(1e-4) and lr[8] == pytest.approx(0.0)
+    assert lr[4] == pytest.approx(2e-4) and lr[5] == pytest.approx(1e-4) and lr[8] == pytest.approx(1e-4)  # as used
     grid = torchvision.io.decode_image(str(run / "samples" / "0000004.png"))
     assert grid.shape[1] == 3 * 32 + 4 * 2  # rows: input | output | target
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
