@@ -132,7 +132,6 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 class ImageFolder(torch.utils.data.Dataset):
     """Every .png/.jpg under `root`, decoded one at a time, centre-cropped to a square and resized: uint8 (3, S, S)."""
-
     def __init__(self, root: str, size: int):
         self.size, self.files = size, sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(
             os.path.join(root, "**", f"*.{ext}"), recursive=True))
@@ -247,7 +246,8 @@ def set_carry(iteration: int, *schedules):
 def init_weights(m: nn.Module):
     """Xavier-uniform weights and zero biases (the paper does not say; TF slim's defaults in the reference code)."""
     if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.xavier_uniform_(m.weight), nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(m.weight)
+        nn.init.zeros_(m.bias)
 
 
 def recon_error(v, d_v):
