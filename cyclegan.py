@@ -160,7 +160,8 @@ def download(args: Args, root: str) -> Optional[str]:
         archive = os.path.join(tmp, os.path.basename(url))
         print(f"downloading {url}", flush=True)
         urllib.request.urlretrieve(url, archive)
-        shutil.unpack_archive(archive, tmp)  # .zip or .tar.gz
+        safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
+        shutil.unpack_archive(archive, tmp, **safe)  # .zip (zipfile strips "/" and "..") or .tar.gz
         os.rename(os.path.join(tmp, args.dataset), root)  # the archive's top folder is the dataset's name
     except Exception as e:  # the network, the disk, a broken archive: leave nothing behind
         if created:
@@ -530,9 +531,8 @@ if __name__ == "__main__":
         out_a = d_train_a(torch.cat([real_a, image_pool(pool_a, fake_a, args.pool_size)]))  # reals, pooled fakes
         out_b = d_train_b(torch.cat([real_b, image_pool(pool_b, fake_b, args.pool_size)]))
         d_loss_a, d_loss_b = discriminator_loss(out_a[:n], out_a[n:]), discriminator_loss(out_b[:n], out_b[n:])
-        d_loss = d_loss_a + d_loss_b
         optimizer_d.zero_grad(set_to_none=True)
-        d_loss.backward()
+        (d_loss_a + d_loss_b).backward()  # D_A and D_B share no weights: one backward, one optimiser
         optimizer_d.step()
         iteration += 1
 

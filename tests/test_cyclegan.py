@@ -379,6 +379,32 @@ def _child_with_rank(parent: int, rank: int) -> int:
     raise AssertionError(f"no worker with RANK={rank} under {parent}")
 
 
+def test_aligned_download_unpacks_the_tar_and_refuses_members_outside_it(tmp_path):
+    """--dataset-mode aligned fetches pix2pix's facades.tar.gz: its AB folder lands in DATA_DIR/facades in one rename;
+    an archive whose member points outside the temporary folder is refused (tarfile's "data" filter), and nothing of
+    it is left anywhere."""
+    import tarfile
+
+    mirror = tmp_path / "mirror" / "pix2pix" / "datasets"
+    mirror.mkdir(parents=True)
+    src = write_aligned(tmp_path / "src" / "facades")
+    with tarfile.open(mirror / "facades.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="facades")
+    args = cyc.Args(data_dir=str(tmp_path / "data"), dataset_mode="aligned", mirror=f"file://{tmp_path / 'mirror'}")
+    assert cyc.download(args, str(tmp_path / "data" / "facades")) is None
+    assert sorted(os.listdir(tmp_path / "data")) == ["facades"]  # no temporary folder left
+    assert len(cyc.find_images(args)[0]) == 6  # the six training pairs, read as A halves
+
+    escaped = tmp_path / "escaped.txt"
+    with tarfile.open(mirror / "facades.tar.gz", "w:gz") as tar:
+        tar.add(src / "train" / "0.jpg", arcname="facades/train/0.jpg")
+        tar.add(src / "train" / "1.jpg", arcname="../../escaped.txt")  # from DATA_DIR/.tmp-xyz/ up to tmp_path
+    args.data_dir = str(tmp_path / "data2")
+    problem = cyc.download(args, str(tmp_path / "data2" / "facades"))
+    assert problem is not None and "failed" in problem
+    assert not escaped.exists() and not (tmp_path / "data2").exists()
+
+
 def test_torchrun_two_ranks_download_once_and_stop_together_on_sigterm(tmp_path):
     """Two gloo ranks with --download from a local mirror (a zip in the official layout): only rank 0 fetches and
     unpacks, atomically, so one intact copy and no temporary files remain. SIGTERM sent to rank 1 alone stops both
