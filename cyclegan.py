@@ -161,7 +161,7 @@ def download(args: Args, root: str) -> Optional[str]:
         print(f"downloading {url}", flush=True)
         urllib.request.urlretrieve(url, archive)
         safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
-        shutil.unpack_archive(archive, tmp, **safe)  # .zip (zipfile strips "/" and "..") or .tar.gz
+        shutil.unpack_archive(archive, tmp, **safe)  # .zip (members with "/" or ".." are skipped) or .tar.gz
         os.rename(os.path.join(tmp, args.dataset), root)  # the archive's top folder is the dataset's name
     except Exception as e:  # the network, the disk, a broken archive: leave nothing behind
         if created:

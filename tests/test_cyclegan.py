@@ -398,7 +398,7 @@ def test_aligned_download_unpacks_the_tar_and_refuses_members_outside_it(tmp_pat
     escaped = tmp_path / "escaped.txt"
     with tarfile.open(mirror / "facades.tar.gz", "w:gz") as tar:
         tar.add(src / "train" / "0.jpg", arcname="facades/train/0.jpg")
-        tar.add(src / "train" / "1.jpg", arcname="../../escaped.txt")  # from DATA_DIR/.tmp-xyz/ up to tmp_path
+        tar.add(src / "train" / "1.jpg", arcname="../../escaped.txt")  # DATA_DIR/.facades.download-*/ -> tmp_path
     args.data_dir = str(tmp_path / "data2")
     problem = cyc.download(args, str(tmp_path / "data2" / "facades"))
     assert problem is not None and "failed" in problem
