@@ -897,6 +897,9 @@ def render(doc: dict, out: Path) -> str:
                   f"clock from the largest `cpu MHz` line; {theory['fma_units']} FMA units per core assumed, as "
                   f"/proc/cpuinfo does not say)" + (f"; the whole machine: {whole['gflops']:.1f} GFLOP/s" if whole
                                                     else "") + ".", ""]
+        if m["peak_gflops"] and m["peak_gflops"] > theory["gflops"]:
+            lines[-2] += (" The measured rate is above this estimate: the cores ran faster than the clock"
+                          " `/proc/cpuinfo` reported (boost), so *of peak* below is taken against the measured rate.")
 
     failed = [j for j in doc["jobs"] if j.get("returncode") not in (0, None)]
     process = {n: mean_std([j["seconds"] for j in doc["jobs"] if j["script"] == n]) for n in results}
