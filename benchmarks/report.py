@@ -840,6 +840,18 @@ def fmt_peak(m: dict) -> list[str]:
     return [measured, f"{theory['gflops']:.1f} GFLOP/s" if theory else "unknown"]
 
 
+def peak_note(m: dict) -> str:
+    """How the theoretical peak was estimated, and what it means when the measured rate is above it."""
+    theory, whole = m["theoretical_peak"], m.get("theoretical_peak_machine")
+    note = (f"Theoretical peak from `/proc/cpuinfo`: {theory['formula']} (the FMA width from the flags, the clock from "
+            f"the largest `cpu MHz` line; {theory['fma_units']} FMA units per core assumed, as /proc/cpuinfo does not "
+            "say)" + (f"; the whole machine: {whole['gflops']:.1f} GFLOP/s" if whole else "") + ".")
+    if m["peak_gflops"] and m["peak_gflops"] > theory["gflops"]:
+        note += (" The measured rate is above this estimate: the cores ran faster than the clock `/proc/cpuinfo`"
+                 " reported (boost), so *of peak* below is taken against the measured rate.")
+    return note
+
+
 def render(doc: dict, out: Path) -> str:
     """report.md from the metrics document."""
     m, results = doc["machine"], doc["scripts"]
@@ -890,16 +902,8 @@ def render(doc: dict, out: Path) -> str:
                         "peak matmul (measured)", "theoretical peak (same threads)"],
                        [[str(m["cpu"]), str(m["logical_cores"]), f"{m['workers']} × {m['threads_per_run']}",
                          m["torch"], str(m["device"]), *fmt_peak(m)]]), ""]
-    theory = m.get("theoretical_peak")
-    if theory:
-        whole = m.get("theoretical_peak_machine")
-        lines += [f"Theoretical peak from `/proc/cpuinfo`: {theory['formula']} (the FMA width from the flags, the "
-                  f"clock from the largest `cpu MHz` line; {theory['fma_units']} FMA units per core assumed, as "
-                  f"/proc/cpuinfo does not say)" + (f"; the whole machine: {whole['gflops']:.1f} GFLOP/s" if whole
-                                                    else "") + ".", ""]
-        if m["peak_gflops"] and m["peak_gflops"] > theory["gflops"]:
-            lines[-2] += (" The measured rate is above this estimate: the cores ran faster than the clock"
-                          " `/proc/cpuinfo` reported (boost), so *of peak* below is taken against the measured rate.")
+    if m.get("theoretical_peak"):
+        lines += [peak_note(m), ""]
 
     failed = [j for j in doc["jobs"] if j.get("returncode") not in (0, None)]
     process = {n: mean_std([j["seconds"] for j in doc["jobs"] if j["script"] == n]) for n in results}

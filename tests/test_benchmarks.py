@@ -216,6 +216,16 @@ def test_theoretical_peak_from_cpuinfo():
     assert bench_flops.theoretical_peak(1, "no cpuinfo here") is None
 
 
+def test_report_says_when_the_measured_peak_beats_the_cpuinfo_estimate():
+    info = "flags\t: fpu avx fma avx2\ncpu MHz\t: 2000.000\n"
+    m = {"theoretical_peak": bench_flops.theoretical_peak(1, info), "theoretical_peak_machine": None}
+    assert m["theoretical_peak"]["gflops"] == pytest.approx(64.0)
+    below = bench_report.peak_note({**m, "peak_gflops": 60.0})
+    above = bench_report.peak_note({**m, "peak_gflops": 70.0})
+    assert "2000 MHz" in below and "above this estimate" not in below
+    assert above.startswith(below) and "above this estimate" in above
+
+
 # --- the report on fake run folders (no training): curves, claims, montages, README, what it deletes -------------
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
