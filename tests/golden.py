@@ -26,7 +26,8 @@ CONFIGS = {
     "dcgan": ("mnist", ["--ngf", 8, "--ndf", 8, "--latent-dim", 16, "--batch-size", 16]),
     "lsgan": ("mnist", ["--ngf", 4, "--ndf", 4, "--latent-dim", 16, "--batch-size", 16]),
     "infogan": ("mnist", ["--num-filters", 4, "--fc-dim", 16, "--q-dim", 8, "--noise-dim", 8, "--batch-size", 16]),
-    "wgan": ("mnist", ["--ngf", 4, "--ndf", 4, "--latent-dim", 8, "--batch-size", 8]),  # 8 iterations: 25 epochs of 100 critic steps
+    # wgan: 8 iterations (its 25 epochs end inside the 100-critic-step warm-up)
+    "wgan": ("mnist", ["--ngf", 4, "--ndf", 4, "--latent-dim", 8, "--batch-size", 8]),
     "wgan_gp": ("mnist", ["--dim", 4, "--latent-dim", 8, "--batch-size", 8]),
     "began": ("mnist", ["--num-filters", 4, "--h-dim", 8, "--batch-size", 8]),
     "pix2pix": ("ab", ["--dataset", "folder", "--img-size", 32, "--ngf", 4, "--ndf", 4]),
