@@ -147,8 +147,7 @@ def test_mnist_is_resized_once_to_img_size(mnist_root):
     assert data.dtype == torch.uint8 and data.shape == (256, 1, 32, 32)
     raw = dcgan.load_images(dcgan.Args(data_dir=str(mnist_root), download=False, img_size=64))
     assert raw.shape == (256, 1, 64, 64)
-    x = next(dcgan.minibatches(data, 16, 1, 0, 0, torch.device("cpu")))
-    assert x.shape == (16, 1, 32, 32) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    assert data.min() == 0 and data.max() > 200  # the whole 0..255 range survives the resize
 
 
 def take(batches, n):
@@ -157,16 +156,21 @@ def take(batches, n):
 
 def test_batch_order_is_seeded_per_epoch_and_resumable():
     """Epoch e is a permutation seeded by (seed, e), the incomplete last batch dropped; an order started at step k
-    yields what one started at 0 yields from its k-th batch on (a resumed run); minibatches serves that order."""
-    seq = take(dcgan.epoch_batches(10, 3, seed=1), 9)  # 3 batches per epoch
+    yields what one started at 0 yields from its k-th batch on (a resumed run)."""
+    seq = take(dcgan.index_batches(10, 3, seed=1), 9)  # 3 batches per epoch
     assert len(set(sum(seq[:3], []))) == 9 and len(set(sum(seq[3:6], []))) == 9 and seq[:3] != seq[3:6]
-    assert take(dcgan.epoch_batches(10, 3, seed=1, start=4), 5) == seq[4:]
-    assert take(dcgan.epoch_batches(10, 3, seed=2), 3) != seq[:3]
-    data = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
-    resumed = dcgan.minibatches(data, 3, 1, 4, 0, torch.device("cpu"))
-    for step in (4, 5, 6):
-        expected = (torch.tensor(seq[step], dtype=torch.float32) / 127.5 - 1).view(3, 1, 1, 1)
-        torch.testing.assert_close(next(resumed), expected)
+    assert take(dcgan.index_batches(10, 3, seed=1, start=4), 5) == seq[4:]
+    assert take(dcgan.index_batches(10, 3, seed=2), 3) != seq[:3]
+    ranks = [take(dcgan.index_batches(10, 4, seed=1, rank=r, world=2), 4) for r in (0, 1)]  # torchrun: halves
+    assert [a + b for a, b in zip(*ranks, strict=True)] == take(dcgan.index_batches(10, 4, seed=1), 4)
+
+
+def run_object(step=0, workers=0):
+    """A Run of the common block without a training run: only what batches() reads."""
+    run = dcgan.Run.__new__(dcgan.Run)
+    run.args, run.step, run.rank, run.world = dcgan.Args(seed=1), step, 0, 1
+    run.device, run.streams = torch.device("cpu"), []
+    return run
 
 
 def test_folder_uses_one_persistent_loader_for_the_run(tmp_path, monkeypatch):
@@ -181,12 +185,15 @@ def test_folder_uses_one_persistent_loader_for_the_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.utils.data, "DataLoader", loader)
     dataset = dcgan.load_folder(dcgan.Args(dataset="folder", data_dir=str(root)))
-    seq = list(itertools.islice(dcgan.minibatches(dataset, 16, 1, 0, 1, torch.device("cpu")), 5))  # 2 per epoch
+    run = run_object()
+    seq = list(itertools.islice(run.batches(dataset, 16, dcgan.stack_images, 1), 5))  # 2 per epoch
     assert len(built) == 1 and built[0]["persistent_workers"] and built[0]["num_workers"] == 1
-    assert seq[0].shape == (16, 3, 32, 32) and seq[0].min() >= -1 and seq[0].max() <= 1
-    labels = torch.tensor([dataset.targets[i] for i in sum(take(dcgan.epoch_batches(40, 16, seed=1), 5), [])])
-    assert torch.equal(labels.view(5, 16).float(), torch.stack([(x.mean((1, 2, 3)) > 0).float() for x in seq]))
-    torch.testing.assert_close(next(dcgan.minibatches(dataset, 16, 1, 3, 0, torch.device("cpu"))), seq[3])
+    assert built[0]["worker_init_fn"] is dcgan.quiet_worker and run.step == 5
+    assert seq[0].shape == (16, 3, 32, 32) and seq[0].dtype == torch.uint8
+    labels = torch.tensor([dataset.targets[i] for i in sum(take(dcgan.index_batches(40, 16, seed=1), 5), [])])
+    assert torch.equal(labels.view(5, 16), torch.stack([(x.float().mean((1, 2, 3)) > 127.5).long() for x in seq]))
+    run.close()
+    torch.testing.assert_close(next(run_object(step=3).batches(dataset, 16, dcgan.stack_images, 0)), seq[3])
 
 
 # ----------------------------------------------------------------------------- runs
@@ -269,13 +276,21 @@ def test_missing_data_exits_1(tmp_path):
     check_bad_input("dcgan", ["--dataset", "folder", "--data-dir", tmp_path / "none"], tmp_path, 1, "--data-dir")
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_another_scripts(tmp_path, mnist_root):
+    """The networks come from the args saved in the checkpoint (a typed --ngf is overridden, and said so); --resume
+    --eval-only needs no width flag; another script's checkpoint ends in one line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
     assert run_inprocess("dcgan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
-    flags = [*base(mnist_root), "--ngf", 16, "--resume", only_run_dir(src) / "checkpoint.pt"]
-    rc, out, err = run_inprocess("dcgan", flags, dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    rc, out, err = run_inprocess("dcgan", [*base(mnist_root), "--ngf", 16, "--max-iters", 2, "--resume", ckpt], src)
+    assert rc == 0 and "ngf=8 (typed 16)" in out, err
+    rc, out, err = run_inprocess("dcgan", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 5, "--no-cuda"], src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (5, 1, 32, 32), err
+    assert run_inprocess("gan", ["--data-dir", mnist_root, "--no-download", "--hidden-dim", 32, "--maxout-units", 8,
+                                 "--batch-size", 16, "--max-iters", 1, "--num-eval-samples", 0], dst)[0] == 0
+    rc, out, err = run_inprocess("dcgan", [*base(mnist_root), "--resume", only_run_dir(dst) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

@@ -1,4 +1,5 @@
-"""Every model script imports only the standard library, torch, torchvision, numpy and tyro."""
+"""Every model script imports only the standard library, torch, torchvision, numpy and tyro (wandb: lazily, inside the
+code that runs under --track)."""
 import ast
 import sys
 
@@ -13,6 +14,7 @@ PRESENT = [s for s in SCRIPTS if (ROOT / f"{s}.py").exists()]
 @pytest.mark.parametrize("name", PRESENT)
 def test_imports_only_allowed_modules(name):
     tree = ast.parse((ROOT / f"{name}.py").read_text())
+    top_level = {id(n) for n in tree.body}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
@@ -23,7 +25,8 @@ def test_imports_only_allowed_modules(name):
             continue
         for m in modules:
             top = m.split(".")[0]
-            assert top in ALLOWED and top not in SCRIPTS, f"{name}.py:{node.lineno} imports {m}"
+            lazy_wandb = top == "wandb" and id(node) not in top_level
+            assert (top in ALLOWED or lazy_wandb) and top not in SCRIPTS, f"{name}.py:{node.lineno} imports {m}"
 
 
 @pytest.mark.parametrize("name", PRESENT)
