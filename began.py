@@ -8,11 +8,17 @@ Paper-to-code map
 - Eq. 4, k_{t+1} = k_t + lambda_k (gamma L(x) - L(G(z_G))), k in [0, 1] ... `update_k`
 - Section 3.4.1, M_global = L(x) + |gamma L(x) - L(G(z_G))| .............. `convergence_measure`
 - Section 4.1, "decaying [the lr] by a factor of 2 when the measure of convergence stalls" ... `StallDecay`
+  (a window of `--lr-decay-window` iterations stalls unless its mean is `--lr-decay-margin` below the best)
 - Section 3.5.1, vanishing residuals, carry 1 -> 0 over `--carry-steps` (D) and `--g-carry-steps` (G) ... `set_carry`
 - Section 3.5 / Figure 1, ELU conv encoder and decoder, nearest upsampling, stride-2 subsampling ... `Encoder`,
   `Decoder`, `Discriminator` (encoder + decoder), `Generator` (same architecture as the decoder, own weights)
 """
+import atexit
+import dataclasses
+import datetime
 import glob
+import hashlib
+import itertools
 import math
 import os
 import random
@@ -21,11 +27,12 @@ import signal
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
@@ -75,10 +82,17 @@ class Args:
     """if toggled, `torch.compile` the networks"""
     eval_interval: int = 0
     """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (sync_tensorboard; needs `pip install -r requirements-track.txt`)"""
+    wandb_project_name: str = "cleangan"
+    """the Weights and Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights and Biases entity (team); None: your default"""
 
     # Algorithm specific arguments
-    dataset: Literal["mnist", "fashion-mnist", "folder"] = "mnist"
-    """the training set (folder: every .png/.jpg under --data-dir, centre-cropped; CelebA in the paper)"""
+    dataset: Literal["mnist", "fashion-mnist", "cifar10", "svhn", "folder"] = "mnist"
+    """the training set (cifar10, svhn: 32x32 RGB; folder: every .png/.jpg under --data-dir, centre-cropped; CelebA
+    in the paper)"""
     img_size: int = 32
     """image side: a power of two from 16 to 256, the encoder subsamples down to 8x8 (Section 4.1)"""
     h_dim: int = 64
@@ -90,7 +104,10 @@ class Args:
     lambda_k: float = 0.01
     """lambda_k, the proportional gain of the k_t controller (Eq. 4; paper, CelebA: 0.001)"""
     lr_decay_window: int = 5000
-    """halve the lr when the mean M_global over this many iterations is not 1% below the best so far (0 = never)"""
+    """halve the lr when the mean M_global over this many iterations stalls (0 = never)"""
+    lr_decay_margin: float = 0.01
+    """a window stalls unless its mean M_global is below best * (1 - margin), best the lowest earlier window mean
+    (the paper gives no rule; 1% better: our choice)"""
     carry_steps: int = 16000
     """Section 3.5.1 vanishing residuals in D: the carry falls from 1 to 0 over this many iterations (0 = none)"""
     g_carry_steps: int = 500
@@ -101,25 +118,17 @@ class Args:
     """--dataset folder, streamed: DataLoader worker processes that decode images (0 = in the main process)"""
 
 
-def fail(msg: str, code: int = 2):
-    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
-    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
 def check_args(args: Args):
-    rules = [(name, getattr(args, name) > 0, "be > 0") for name in ["epochs", "batch_size", "lr", "lambda_k",
-             "log_interval", "sample_interval", "checkpoint_interval", "h_dim", "num_filters"]]
-    rules += [(name, getattr(args, name) >= 0, "be >= 0") for name in ["max_iters", "num_eval_samples", "eval_interval",
-              "lr_decay_window", "carry_steps", "g_carry_steps", "in_memory_limit_mb", "num_workers"]]
-    rules += [("beta1", 0 <= args.beta1 < 1, "lie in [0, 1)"), ("beta2", 0 <= args.beta2 < 1, "lie in [0, 1)"),
-              ("gamma", 0 < args.gamma <= 1, "lie in (0, 1]"),
-              ("img_size", args.img_size in (16, 32, 64, 128, 256), "lie in {16, 32, 64, 128, 256}, e.g. 32 or 64")]
-    for name, ok, rule in rules:
-        if not ok:
-            fail(f"--{name.replace('_', '-')} must {rule} (got {getattr(args, name)})")
-    if args.eval_only and args.resume is None:
-        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
+    check_common(args, positive=["h_dim", "num_filters"],
+                 non_negative=["lr_decay_window", "carry_steps", "g_carry_steps", "in_memory_limit_mb", "num_workers"])
+    if args.img_size not in (16, 32, 64, 128, 256):
+        fail(f"--img-size must lie in {{16, 32, 64, 128, 256}}, e.g. 32 or 64 (got {args.img_size})")
+    if not 0 < args.gamma <= 1:
+        fail(f"--gamma must lie in (0, 1] (got {args.gamma})")
+    if not args.lambda_k > 0:
+        fail(f"--lambda-k must be > 0 (got {args.lambda_k})")
+    if not 0 <= args.lr_decay_margin < 1:
+        fail(f"--lr-decay-margin must lie in [0, 1) (got {args.lr_decay_margin})")
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -145,7 +154,8 @@ class ImageFolder(torch.utils.data.Dataset):
 
 
 def load_images(args: Args, device):
-    """uint8 (N, C, S, S) on `device`, resized once (MNIST: 28 -> 32), or an ImageFolder above the memory limit."""
+    """uint8 (N, C, S, S) on `device`, resized once (MNIST: 28 -> 32), or an ImageFolder above the memory limit.
+    mnist, fashion-mnist, cifar10 and svhn (its train split) come from the image-data block below."""
     if args.dataset == "folder":
         folder = ImageFolder(args.data_dir, args.img_size)
         if not len(folder):
@@ -156,27 +166,7 @@ def load_images(args: Args, device):
         for i in range(len(folder)):  # one image at a time: host memory holds the resized set only
             images[i] = folder[i]
         return images.to(device)
-    name = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[args.dataset]  # torchvision's class and folder
-    path = os.path.join(args.data_dir, name)
-    leftovers = [p for p in (args.data_dir, path) if not os.path.exists(p)]  # what a failed download may leave behind
-    try:
-        images = getattr(torchvision.datasets, name)(args.data_dir, train=True, download=args.download).data[:, None]
-    except (RuntimeError, OSError, ImportError) as e:
-        for p in leftovers[::-1]:  # leave nothing half-downloaded behind, not even a --data-dir made for it
-            shutil.rmtree(p, ignore_errors=True)  # the data folder and --data-dir, directories both
-        how = "download failed (offline?)" if args.download else "not found"
-        fail(f"{args.dataset} {how}: expected {path} ({type(e).__name__}); pass --data-dir pointing at a folder "
-             "that holds it in torchvision's layout, or run once with --download while online", 1)
-    return resize(images, args.img_size).to(device)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, start: int, device="cpu"):
-    """An infinite batch sampler from batch `start` on; epoch e is a permutation seeded by (seed, e), on `device`."""
-    epoch, i = divmod(start, n // batch_size)  # the last incomplete batch of an epoch is dropped
-    while True:
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
-        yield from (perm[j * batch_size:(j + 1) * batch_size] for j in range(i, n // batch_size))
-        epoch, i = epoch + 1, 0
+    return resize(torchvision_images(args.dataset, args.data_dir, args.download)[0], args.img_size).to(device)
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
@@ -279,7 +269,7 @@ class StallDecay:
     """Section 4.1: halve the lr when a window's mean M_global is not below best * (1 - margin), best the lowest
     earlier window mean (summed on the device: one host sync per window). Checkpoints hold vars(self)."""
 
-    def __init__(self, lr: float, window: int, margin: float = 0.01):  # the margin: at least 1% better, our choice
+    def __init__(self, lr: float, window: int, margin: float):
         self.lr, self.window, self.margin, self.best, self.total, self.count = lr, window, margin, math.inf, 0.0, 0
 
     def step(self, m_global) -> bool:  # True when the lr was just halved
@@ -291,23 +281,229 @@ class StallDecay:
         self.best, self.lr = min(self.best, mean), self.lr / 2 if stalled else self.lr
         return stalled
 
+    def state_dict(self) -> dict:
+        return dict(vars(self))
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint onto the CPU (RNG states must stay CPU tensors); an unreadable file ends in one line."""
+    def load_state_dict(self, state: dict):
+        vars(self).update(state)
+
+
+def train(args: Args):
+    check_args(args)
+    run = Run(args)  # the common block below: seeding, device, and on --resume the checkpoint's model args
+    args, device = run.args, run.device
+
+    # Data (none for --eval-only): uint8 (N, C, S, S) on the device (no host copy kept), or a streamed ImageFolder
+    channels = 1 if args.dataset in ("mnist", "fashion-mnist") else 3
+    data, n_batches = None, 1
+    if not args.eval_only:
+        data = run.rank0_first(load_images, args, device)  # under torchrun rank 0 downloads first
+        n_batches = len(data) // args.batch_size  # per epoch; the last incomplete batch is dropped
+        if n_batches < 1:
+            fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
+    total_iters = min(args.epochs * n_batches, args.max_iters or math.inf)  # --max-iters 0: no cap
+
+    net_args = (channels, args.num_filters, args.h_dim, args.img_size)
+    generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
+    for net in (generator, discriminator):
+        net.apply(init_weights).to(memory_format=torch.channels_last)  # faster on CUDA, and measured on the CPU too
+    # G starts at the data's mean colour, summed exactly (same bits streamed or not); not in the paper, docs item 7.
+    if not args.resume:  # a resumed run loads its own weights: no need to decode 10,000 images first
+        n = min(10000, len(data))
+        total = sum(data[i].to(device).sum((1, 2), dtype=torch.int64) for i in range(n))
+        generator[-1].bias.data.copy_(total.double().div(n * args.img_size ** 2 * 127.5).sub(1))
+    optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
+                                                 fused=device.type == "cuda") for net in (generator, discriminator))
+    scheduler = StallDecay(args.lr, args.lr_decay_window, args.lr_decay_margin)
+    k_t = torch.zeros((), device=device)  # k_0 = 0 (Section 3.4); updated in place, so the checkpoint holds it
+    run.restore({"generator": generator, "discriminator": discriminator, "optimizer_g": optimizer_g,
+                 "optimizer_d": optimizer_d, "scheduler": scheduler, "k_t": k_t})
+    set_carry(run.iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
+    g_train, d_train = run.prepare(generator), run.prepare(discriminator)
+    if data is not None:  # 50 training images in [-1, 1] for the reconstruction grid
+        fixed_real = torch.stack([data[i] for i in range(min(50, len(data)))]).to(device).float().div(127.5).sub(1)
+
+    @torch.no_grad()
+    def generate(n: int, seed: int) -> torch.Tensor:
+        """n samples G(z), uint8 (n, C, S, S), z from its own RNG seeded `seed` (G has no BatchNorm or dropout)."""
+        z = sample_noise(n, args.h_dim, device, torch.Generator(device).manual_seed(seed))
+        return to_uint8(torch.cat([generator(chunk) for chunk in z.split(1000)]))
+
+    def grid() -> torch.Tensor:
+        """A 10x10 grid of G(fixed z), z seeded --seed; beside it (training runs) samples/*_recon.png: 50 training
+        images x, each followed by D(x), 5 pairs a row (the autoencoder's reconstructions, whose error is L(x))."""
+        if data is not None:
+            with torch.no_grad():
+                pairs = torch.stack([fixed_real, discriminator(fixed_real)], 1).flatten(0, 1)  # x_0, D(x_0), x_1, ...
+            recon = torchvision.utils.make_grid(pairs, nrow=10, normalize=True, value_range=(-1, 1))
+            torchvision.utils.save_image(recon, f"{run.dir}/samples/{run.iteration:07d}_recon.png")
+            run.writer.add_image("reconstructions", recon, run.iteration)
+        return torchvision.utils.make_grid(generate(100, args.seed).float() / 255, nrow=10)
+
+    def samples(n: int, final: bool) -> dict:
+        """n samples, z seeded --seed + 1 for samples.npz, --seed + 2 for the eval files."""
+        return {"images": generate(n, args.seed + (1 if final else 2))}
+
+    run.open(args.dataset, grid, samples)
+    batches = run.batches(data, args.batch_size, torch.stack, args.num_workers)
+
+    # ALGO LOGIC: Eq. 4 (BEGAN objective and the k_t proportional control)
+    for iteration in run.loop(total_iters, n_batches):
+        # (1) Update D: descend L_D = L(x) - k_t L(G(z_D)); G(z_D) is generated under no_grad
+        real = next(batches).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)  # [-1, 1]
+        with torch.no_grad():
+            fake = g_train(sample_noise(len(real), args.h_dim, device))
+        recon = d_train(torch.cat([real, fake]))  # one pass over both halves (no batch statistics in D)
+        real_recon, fake_recon = recon_error(real, recon[:len(real)]), recon_error(fake, recon[len(real):])
+        d_loss = discriminator_loss(real_recon, fake_recon, k_t)
+        optimizer_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizer_d.step()
+
+        # (2) Update G: descend L_G = L(G(z_G)) with fresh noise z_G; D's weights get no gradient here
+        fake_g = g_train(sample_noise(len(real), args.h_dim, device))
+        g_loss = generator_loss(fake_g, d_train(fake_g))
+        optimizer_g.zero_grad(set_to_none=True)
+        g_loss.backward(inputs=list(generator.parameters()))
+        optimizer_g.step()
+        set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
+
+        # (3) Eq. 4: k_{t+1} (on the device, no host sync); Section 3.4.1: M_global; Section 4.1: lr decay
+        with torch.no_grad():
+            measured = torch.stack([real_recon, g_loss])  # L(x), L(G(z_G))
+            if run.world > 1:  # under torchrun, of the whole batch: every rank keeps the same k_t and lr
+                dist.all_reduce(measured)
+                measured /= run.world
+            k_t.copy_(update_k(k_t, *measured, args.gamma, args.lambda_k))
+            m_global = convergence_measure(*measured, args.gamma)
+        if scheduler.step(m_global):  # syncs once per window
+            for group in [*optimizer_d.param_groups, *optimizer_g.param_groups]:
+                group["lr"] = scheduler.lr
+        run.log(iteration, {"losses/d_loss": d_loss, "losses/g_loss": g_loss, "losses/real_recon": real_recon,
+                            "losses/fake_recon": fake_recon, "charts/d_real": real_recon, "charts/d_fake": fake_recon,
+                            "charts/k_t": k_t, "charts/convergence": m_global, "charts/learning_rate": scheduler.lr})
+    run.finish()
+
+
+# ========== CleanGAN image-data block: the same text in the eight noise-to-image scripts, TRY NOT TO MODIFY ==========
+def torchvision_images(name: str, data_dir: str, download: bool, train: bool = True):
+    """mnist, fashion-mnist, cifar10 or svhn as uint8 images (N, C, H, W) and int64 labels. Missing, or a failed
+    download: one line, and nothing this call created is left behind (not even --data-dir)."""
+    cls = getattr(torchvision.datasets, {"fashion-mnist": "FashionMNIST"}.get(name, name.upper()))
+    created = [] if os.path.isdir(data_dir) else [data_dir]
+    before = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else set()
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
-        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-    if not isinstance(ckpt, dict):
-        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
-    return ckpt
+        split = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+        ds = cls(data_dir, download=download, **split)
+    except (RuntimeError, OSError, ImportError) as e:
+        if os.path.isdir(data_dir):
+            created += [os.path.join(data_dir, entry) for entry in set(os.listdir(data_dir)) - before]
+        for path in reversed(created):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        folder = {"cifar10": "cifar-10-batches-py", "svhn": "train_32x32.mat"}.get(name, cls.__name__)
+        fail(f"{name} {'download failed (offline?)' if download else 'not found'}: expected {data_dir}/{folder} "
+             f"({type(e).__name__}); pass --data-dir holding it, or run once with --download while online", 1)
+    images = torch.as_tensor(ds.data)
+    if images.ndim == 3:  # MNIST-like (N, H, W); SVHN is already (N, 3, H, W)
+        images = images.unsqueeze(1)
+    elif images.shape[-1] == 3:  # CIFAR-10 (N, H, W, 3)
+        images = images.permute(0, 3, 1, 2)
+    labels = ds.labels if name == "svhn" else ds.targets
+    return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
+# ============================================= end of image-data block =============================================
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
-    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
-    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
-        saved["fused"] = group["fused"]
-    optimizer.load_state_dict(state)
+# ===================== CleanGAN common block: the same text in every script, TRY NOT TO MODIFY =====================
+# Plumbing, not the paper; docs/contract.md explains it once. train() above: run = Run(args); run.restore(state);
+# run.open(...); run.batches(...); `for iteration in run.loop(total, n_batches):` the paper's updates, then
+# run.log(iteration, {tag: value}); run.finish().
+RUN_FLAGS = ("exp_name", "torch_deterministic", "cuda", "data_dir", "download", "epochs", "max_iters", "log_interval",
+             "sample_interval", "checkpoint_interval", "num_eval_samples", "resume", "eval_only", "compile",
+             "eval_interval", "track", "wandb_project_name", "wandb_entity", "workers", "num_workers",
+             "in_memory_limit_mb", "input_dir", "backend")  # the command line's on --resume; see Run.__init__
+
+
+def fail(msg: str, code: int = 2):
+    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
+    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_common(args, positive=(), non_negative=()):
+    """The common flags' checks, and the script's own integer flags that must be > 0 or >= 0."""
+    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", *positive]:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "eval_interval", *non_negative]:
+        if getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    if not args.lr > 0:
+        fail(f"--lr must be > 0 (got {args.lr})")
+    if not (0 <= getattr(args, "beta1", 0) < 1 and 0 <= getattr(args, "beta2", 0) < 1):
+        fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        fail(f"--resume {args.resume}: no such checkpoint file")
+    if args.eval_only and args.resume is None:
+        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] on any device -> uint8 [0, 255] on the CPU."""
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def save_atomic(obj, path: str):
+    """torch.save (np.savez for .npz) to a temporary file, fsync, rename, fsync the folder: never a truncated file."""
+    with open(path + ".tmp", "wb") as f:
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    os.fsync(folder)
+    os.close(folder)
+
+
+def index_batches(n: int, batch_size: int, seed: int, start=0, rank=0, world=1, length=0, streams=1, stream=0):
+    """Endless index batches from global batch `start` on (so a resumed run continues exactly): epoch e permutes
+    `length` (default n) indices seeded by (seed, e, stream), drops its last incomplete batch; rank r takes slice r."""
+    length = length or n
+    for step in itertools.count(start):
+        epoch, i = divmod(step, length // batch_size)
+        if i == 0 or step == start:
+            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * streams + stream)
+            perm = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-length // n))])[:length]
+        first = i * batch_size + rank * (batch_size // world)
+        yield perm[first:first + batch_size // world]
+
+
+def quiet_worker(worker_id: int):
+    """Workers leave SIGINT/SIGTERM (sent to the whole process group by torchrun, Slurm, docker) to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def load_state(obj, saved):
+    """load_state_dict (copy_ for a tensor); an optimiser keeps this run's `fused`, and its states take their
+    parameter's layout (fused Adam needs them equal: a contiguous checkpoint resumed into channels_last weights)."""
+    if torch.is_tensor(obj):
+        obj.copy_(saved)
+        return
+    if isinstance(obj, torch.optim.Optimizer):
+        for group, mine in zip(saved["param_groups"], obj.param_groups, strict=True):
+            group["fused"] = mine.get("fused")
+    obj.load_state_dict(saved)
+    if isinstance(obj, torch.optim.Optimizer):
+        for p, state in obj.state.items():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def on_uncaught(kind, error, tb):
@@ -319,182 +515,236 @@ def on_uncaught(kind, error, tb):
         sys.__excepthook__(kind, error, tb)
 
 
-def on_stop_signal(signum, frame):
-    """Ctrl-C (SIGINT) and a scheduler's SIGTERM: finish the iteration, write a checkpoint, exit 128 + signal."""
-    global stop_signal
-    stop_signal = signum
+class Run:
+    """One run's plumbing. After --resume, run.args holds the checkpoint's model args."""
 
+    def __init__(self, args):
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.ckpt, self.iteration, self.step, self.seconds, self.stop_signal = None, 0, 0, 0.0, None
+        if args.resume:
+            try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
+                self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
+                if not isinstance(self.ckpt, dict):
+                    raise TypeError(f"it holds a {type(self.ckpt).__name__}")
+                saved = {k: v for k, v in self.ckpt["args"].items() if k not in RUN_FLAGS and hasattr(args, k)}
+            except Exception as e:  # garbage, a truncated copy, another program's pickle: torch.load raises many kinds
+                fail(f"--resume {args.resume}: not a readable checkpoint ({type(e).__name__}: {e})".splitlines()[0])
+            default = type(args)()  # an arg the command line leaves at its default takes the checkpoint's value
+            taken = {k: v for k, v in saved.items() if getattr(args, k) == getattr(default, k)}
+            notes = [f"{k}={v!r}" for k, v in taken.items() if v != getattr(args, k)] + [
+                f"{k}={getattr(args, k)!r} as typed (checkpoint: {v!r})" for k, v in saved.items() if k not in taken]
+            if notes and self.rank == 0:
+                print("--resume: args from the checkpoint unless typed: " + ", ".join(notes))
+            args = dataclasses.replace(args, **taken)
+        self.args, self.streams, self.state, self.per_rank = args, [], {}, {}
+        random.seed(args.seed + self.rank)  # each rank its own streams; DDP copies rank 0's initial weights
+        np.random.seed(args.seed + self.rank)
+        torch.manual_seed(args.seed + self.rank)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        torch.backends.cudnn.benchmark = not args.torch_deterministic
+        if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (before CUDA starts)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            sys.excepthook = on_uncaught
+        cuda = torch.cuda.is_available() and args.cuda
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+        if self.world > 1:  # launched by torchrun; a plain `python script.py` never takes a distributed path
+            if cuda:
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(getattr(args, "backend", None) or ("nccl" if cuda else "gloo"))
+        atexit.register(self.close)  # streaming workers ignore SIGTERM: end them before multiprocessing joins them
+        signal.signal(signal.SIGINT, self.on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration,
+        signal.signal(signal.SIGTERM, self.on_stop_signal)  # write a checkpoint, exit 128 + signal
 
-def save_atomic(path: str, obj=None, **arrays):
-    """torch.save(obj), or np.savez_compressed(arrays), into a temporary file, then os.replace: never half a file."""
-    with open(path + ".tmp", "wb") as f:
-        if arrays:
-            np.savez_compressed(f, **arrays)
-        else:
-            torch.save(obj, f)
-    os.replace(path + ".tmp", path)
+    def on_stop_signal(self, signum, frame):
+        self.stop_signal = signum
+
+    def rank0_first(self, fn, *fn_args):
+        """fn(*fn_args) on rank 0 first (a download), then on the other ranks, which wait for it without a time-out."""
+        if self.world > 1:
+            waiting_room = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
+        if self.rank == 0:
+            result = fn(*fn_args)
+        if self.world > 1:
+            dist.barrier(waiting_room)
+        return result if self.rank == 0 else fn(*fn_args)
+
+    def prepare(self, module: nn.Module, ddp: bool = True) -> nn.Module:
+        """DDP under torchrun (no buffer broadcast before each forward: it changes BatchNorm statistics that cuDNN's
+        backward saved, pytorch/pytorch#175024), then torch.compile under --compile."""
+        if ddp and self.world > 1:
+            module = nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+        return torch.compile(module) if self.args.compile else module
+
+    def restore(self, state: dict, per_rank: Optional[dict] = None):
+        """Name what a checkpoint holds (modules, optimisers, schedulers, tensors; per_rank: each rank's own) and load
+        it on --resume (--eval-only: the networks only)."""
+        self.state, self.per_rank = state, per_rank or {}
+        if self.ckpt is None:
+            return
+        try:
+            for name, obj in state.items():
+                if not self.args.eval_only or isinstance(obj, nn.Module):
+                    load_state(obj, self.ckpt[name])
+            self.iteration, self.step, self.seconds = self.ckpt["iteration"], self.ckpt["step"], self.ckpt["seconds"]
+            if not self.args.eval_only:
+                if len(self.ckpt["ranks"]) != self.world:
+                    raise ValueError(f"written by {len(self.ckpt['ranks'])} process(es), resumed with {self.world}")
+                own = self.ckpt["ranks"][self.rank]
+                for name, obj in self.per_rank.items():
+                    load_state(obj, own[name])
+                random.setstate(own["python"])
+                np.random.set_state(own["numpy"])
+                torch.set_rng_state(own["torch"])
+                if self.device.type == "cuda" and own["cuda"] is not None:
+                    torch.cuda.set_rng_state(own["cuda"], self.device)
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's or shape's file
+            fail(f"--resume {self.args.resume} does not match this model ({str(e).splitlines()[0][:200]})")
+
+    def open(self, dataset: str, grid, samples, artefact: str = "samples.npz", eval_size: int = 2000):
+        """Run folder (a resumed run keeps its own), TensorBoard, W&B; grid() -> a float image for samples/*.png,
+        samples(n, final) -> uint8 arrays for the eval files and the final artefact."""
+        self.grid, self.samples, self.artefact, self.eval_size = grid, samples, artefact, eval_size
+        name = f"{dataset}__{self.args.exp_name}__{self.args.seed}__{int(time.time())}"
+        self.dir = os.path.dirname(os.path.abspath(self.args.resume)) if self.args.resume else f"runs/{name}"
+        self.ckpt_path = f"{self.dir}/checkpoint.pt"
+        if self.rank == 0:
+            os.makedirs(f"{self.dir}/samples", exist_ok=True)
+            if self.args.track:  # CleanRL's convention: W&B mirrors the TensorBoard events
+                import wandb
+                wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity, sync_tensorboard=True,
+                           config=dataclasses.asdict(self.args), name=os.path.basename(self.dir), save_code=True)
+            self.writer = SummaryWriter(self.dir)
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+                f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items()))
+
+    def batches(self, data, batch_size: int, collate_fn=None, workers: int = 0, **order):
+        """Endless uint8 minibatches on the device in index_batches' order from the resumed batch on: slices of a
+        tensor kept there (small sets), or read by ONE DataLoader for the run (collate_fn: items -> batch)."""
+        if data is None:  # --eval-only reads no data
+            return None
+        indices = index_batches(len(data), batch_size, self.args.seed, self.step, self.rank, self.world, **order)
+        if isinstance(data, torch.Tensor):
+            source = (data[i.to(data.device, non_blocking=True)] for i in indices)
+        else:  # the loader's own generator keeps its seed draw off the global RNG
+            source = (x.to(self.device, non_blocking=True) for x in torch.utils.data.DataLoader(
+                data, batch_sampler=(i.tolist() for i in indices), collate_fn=collate_fn, num_workers=workers,
+                persistent_workers=workers > 0, pin_memory=self.device.type == "cuda", worker_init_fn=quiet_worker,
+                generator=torch.Generator().manual_seed(self.args.seed)))
+        self.streams.append(self.counted(source, first=not self.streams))
+        return self.streams[-1]
+
+    def counted(self, source, first: bool):
+        for x in source:
+            self.step += first  # batches consumed (of the first stream: CycleGAN's two domains advance together)
+            yield x
+
+    def loop(self, total_iters: int, n_batches: int):
+        """Generator updates iteration + 1 ... total_iters; after each: grid, eval file, checkpoint, stop."""
+        self.total, self.n_batches, self.eval_seconds = total_iters, n_batches, 0.0
+        self.start_time, self.start_iter, self.start_step, self.stop = time.time(), self.iteration, self.step, None
+        if self.rank == 0:
+            print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
+                  f"-> {total_iters}", flush=True)
+        while self.iteration < total_iters and not self.args.eval_only:
+            self.iteration += 1
+            yield self.iteration
+            if self.iteration % self.args.sample_interval == 0 and self.rank == 0:
+                self.write_grid()
+            if self.args.eval_interval and self.iteration % self.args.eval_interval == 0 and self.rank == 0:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # the training seconds exclude the time spent here
+                t0 = time.time()
+                save_atomic({**self.samples(self.eval_size, False), "iteration": self.iteration,
+                             "train_seconds": self.train_seconds(t0)}, f"{self.dir}/samples_{self.iteration:07d}.npz")
+                self.eval_seconds += time.time() - t0
+            if self.at_checkpoint():
+                self.save_checkpoint()
+            if self.stop:
+                if self.rank == 0:
+                    print(f"stopped by {signal.Signals(self.stop).name}: checkpoint in {self.ckpt_path}",
+                          file=sys.stderr)
+                self.close()
+                sys.exit(128 + self.stop)
+
+    def train_seconds(self, now: float) -> float:
+        return self.seconds + now - self.start_time - self.eval_seconds
+
+    def at_checkpoint(self) -> bool:
+        return self.iteration % self.args.checkpoint_interval == 0 or self.iteration == self.total or bool(self.stop)
+
+    def log(self, iteration: int, values: dict):
+        """At log points (every --log-interval, checkpoints, a stop signal: read once per iteration, agreed on by the
+        ranks) the only host sync: losses/* and charts/* (rank means) to TensorBoard and stdout; non-finite: exit 1."""
+        self.stop = self.stop_signal if self.world == 1 else None
+        if iteration % self.args.log_interval != 0 and not self.at_checkpoint():
+            return
+        stats = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                             for v in values.values()])
+        if self.world > 1:  # the mean over ranks, and the stop signal any rank got
+            sig = torch.tensor(self.stop_signal or 0, device=self.device)
+            dist.all_reduce(stats)
+            dist.all_reduce(sig, op=dist.ReduceOp.MAX)
+            stats, self.stop = stats / self.world, int(sig) or None
+        values = dict(zip(values, stats.tolist(), strict=True))
+        losses = {k: v for k, v in values.items() if k.startswith("losses/")}
+        if not all(np.isfinite(v) for v in losses.values()):
+            last = self.ckpt_path if os.path.exists(self.ckpt_path) else "not written yet"
+            fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
+        seconds = time.time() - self.start_time
+        its = (iteration - self.start_iter) / seconds
+        sps = (self.step - self.start_step) * self.args.batch_size / seconds
+        if self.rank == 0:  # SPS: training images consumed per second (WGAN's critic steps each take a minibatch)
+            for k, v in {**values, "charts/SPS": sps}.items():
+                self.writer.add_scalar(k, v, iteration)
+            shown = "".join(f" | {k[7:]} {losses[k]:.4f}" for k in ("losses/d_loss", "losses/g_loss") if k in losses)
+            print(f"iter {iteration}/{self.total} | epoch {self.step // self.n_batches}{shown} | {its:.2f} it/s | "
+                  f"ETA {(self.total - iteration) / its:.0f}s", flush=True)
+
+    def save_checkpoint(self):
+        """Every rank's RNG states (and per_rank state) are gathered; rank 0 writes the file atomically."""
+        own = {**{k: v.state_dict() for k, v in self.per_rank.items()}, "python": random.getstate(),
+               "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        ranks = [own] * self.world
+        if self.world > 1:
+            dist.all_gather_object(ranks, own)
+        if self.rank == 0:
+            states = {k: v if torch.is_tensor(v) else v.state_dict() for k, v in self.state.items()}
+            save_atomic({**states, "iteration": self.iteration, "step": self.step, "epoch": self.step // self.n_batches,
+                         "args": dataclasses.asdict(self.args), "ranks": ranks,
+                         "seconds": self.train_seconds(time.time())}, self.ckpt_path)
+
+    def write_grid(self):
+        image = self.grid()
+        torchvision.utils.save_image(image, f"{self.dir}/samples/{self.iteration:07d}.png")
+        self.writer.add_image("samples", image, self.iteration)
+
+    def close(self):
+        """End the streams' DataLoader workers (they ignore SIGTERM) and, under torchrun, the process group, after
+        each rank prints a checksum of its parameters (equal on every rank; BatchNorm statistics are each rank's)."""
+        for stream in self.streams:
+            stream.close()
+        self.streams.clear()
+        if self.world > 1 and dist.is_initialized():
+            digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for net in self.state.values()
+                                             if isinstance(net, nn.Module) for v in net.parameters()))
+            print(f"rank {self.rank}: iteration {self.iteration}, weights sha256 {digest.hexdigest()}", flush=True)
+            dist.destroy_process_group()
+
+    def finish(self):
+        """Ranks other than 0 end here; rank 0 writes the final grid and artefact (the whole of --eval-only)."""
+        self.close()
+        if self.rank != 0:
+            sys.exit(0)
+        print(f"writing the final sample grid and {self.artefact} to {self.dir}", flush=True)
+        self.write_grid()
+        if self.args.num_eval_samples > 0:
+            save_atomic(self.samples(self.args.num_eval_samples, True), f"{self.dir}/{self.artefact}")
+        self.writer.close()
+        print(f"done: {self.iteration} iterations; artefacts in {self.dir}")
+# ================================================ end of common block ================================================
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    check_args(args)
-    ckpt = load_checkpoint(args.resume) if args.resume else None  # a missing or unreadable file ends here, exit 2
-
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)  # seeded, never drawn from: checkpoints keep torch's RNG states only
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.backends.cudnn.benchmark = not args.torch_deterministic
-    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        sys.excepthook = on_uncaught
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    on_cuda = device.type == "cuda"  # fused Adam there; channels_last everywhere (faster on the CPU too)
-
-    data = load_images(args, device)  # uint8 (N, C, S, S) on the device (no host copy kept), or a streamed ImageFolder
-    n_batches = len(data) // args.batch_size
-    if n_batches < 1:
-        fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
-    total_iters = min(args.epochs * n_batches, args.max_iters or math.inf)  # --max-iters 0: no cap
-
-    net_args = (data[0].shape[0], args.num_filters, args.h_dim, args.img_size)
-    generator, discriminator = Generator(*net_args).to(device), Discriminator(*net_args).to(device)
-    for net in (generator, discriminator):
-        net.apply(init_weights).to(memory_format=torch.channels_last)
-    # G starts at the data's mean colour, summed exactly (same bits streamed or not); not in the paper, docs item 7.
-    if not ckpt:  # a resumed run loads its own weights: no need to decode 10,000 images first
-        n = min(10000, len(data))
-        total = sum(data[i].to(device).sum((1, 2), dtype=torch.int64) for i in range(n))
-        generator[-1].bias.data.copy_(total.double().div(n * args.img_size ** 2 * 127.5).sub(1))
-    optimizer_g, optimizer_d = (torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
-                                                 fused=on_cuda) for net in (generator, discriminator))
-    scheduler = StallDecay(args.lr, args.lr_decay_window)
-    k_t, iteration, train_seconds = torch.zeros((), device=device), 0, 0.0  # k_0 = 0 (Section 3.4)
-    run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"  # or, resumed, its own
-    if ckpt:
-        try:
-            generator.load_state_dict(ckpt["generator"])
-            discriminator.load_state_dict(ckpt["discriminator"])
-            load_optimizer(optimizer_g, ckpt["optimizer_g"])
-            load_optimizer(optimizer_d, ckpt["optimizer_d"])
-            vars(scheduler).update(ckpt["scheduler"])
-            k_t, iteration, train_seconds = ckpt["k_t"].to(device), ckpt["iteration"], ckpt.get("train_seconds", 0.0)
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            if on_cuda and ckpt["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a missing entry: another script's checkpoint
-            fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-    set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
-    g_train, d_train = (torch.compile(net) if args.compile else net for net in (generator, discriminator))
-    indices = epoch_batches(len(data), args.batch_size, args.seed, iteration, getattr(data, "device", "cpu"))
-    batches = (data[idx] for idx in indices) if isinstance(data, torch.Tensor) else iter(torch.utils.data.DataLoader(
-        data, batch_sampler=indices, num_workers=args.num_workers, persistent_workers=args.num_workers > 0,
-        pin_memory=on_cuda, generator=torch.Generator().manual_seed(args.seed)))  # its own RNG, not training's
-
-    # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
-    os.makedirs(f"{run_dir}/samples", exist_ok=True)
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
-                                                                          asdict(args).items()))
-    ckpt_path = f"{run_dir}/checkpoint.pt"
-
-    @torch.no_grad()
-    def generate(n: int, seed: int) -> np.ndarray:
-        """n samples G(z), uint8 (n, C, S, S), z from its own RNG seeded `seed` (G has no BatchNorm or dropout)."""
-        z = sample_noise(n, args.h_dim, device, torch.Generator(device).manual_seed(seed))
-        images = torch.cat([generator(chunk) for chunk in z.split(1000)])
-        return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-    def write_samples():
-        """A 10x10 grid of G(fixed z), z seeded --seed."""
-        grid = torchvision.utils.make_grid(torch.from_numpy(generate(100, args.seed)).float() / 255, nrow=10)
-        torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
-        writer.add_image("samples", grid, iteration)
-
-    stop_signal = None
-    signal.signal(signal.SIGINT, on_stop_signal)
-    signal.signal(signal.SIGTERM, on_stop_signal)
-
-    # ALGO LOGIC: Eq. 4 (BEGAN objective and the k_t proportional control)
-    print(f"began.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
-    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
-    while iteration < total_iters and not args.eval_only:
-        # (1) Update D: descend L_D = L(x) - k_t L(G(z_D)); G(z_D) is generated under no_grad
-        real = next(batches).to(device, non_blocking=True)  # uint8 (B, C, S, S), one real batch per iteration
-        real = real.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)  # in [-1, 1]
-        with torch.no_grad():
-            fake = g_train(sample_noise(len(real), args.h_dim, device))
-        recon = d_train(torch.cat([real, fake]))  # one pass over both halves (no batch statistics in D)
-        real_recon, fake_recon = recon_error(real, recon[:len(real)]), recon_error(fake, recon[len(real):])
-        d_loss = discriminator_loss(real_recon, fake_recon, k_t)
-        optimizer_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        optimizer_d.step()
-
-        # (2) Update G: descend L_G = L(G(z_G)) with fresh noise z_G; D's weights get no gradient here
-        fake_g = g_train(sample_noise(args.batch_size, args.h_dim, device))
-        g_loss = generator_loss(fake_g, d_train(fake_g))
-        optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward(inputs=list(generator.parameters()))
-        optimizer_g.step()
-        iteration += 1
-        set_carry(iteration, (generator, args.g_carry_steps), (discriminator, args.carry_steps))
-
-        # (3) Eq. 4: k_{t+1} (on the device, no host sync); Section 3.4.1: M_global; Section 4.1: lr decay
-        with torch.no_grad():
-            k_t = update_k(k_t, real_recon, g_loss, args.gamma, args.lambda_k)
-            m_global = convergence_measure(real_recon, g_loss, args.gamma)
-        if scheduler.step(m_global):  # syncs once per window
-            for group in [*optimizer_d.param_groups, *optimizer_g.param_groups]:
-                group["lr"] = scheduler.lr
-
-        # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
-        if iteration % args.log_interval == 0 or at_checkpoint:
-            losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "real_recon": real_recon.item(),
-                      "fake_recon": fake_recon.item()}
-            if not all(np.isfinite(v) for v in losses.values()):
-                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
-                fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
-                     f" the last good checkpoint is {last}", 1)
-            its = (iteration - start_iter) / (time.time() - start_time)
-            charts = {"d_real": losses["real_recon"], "d_fake": losses["fake_recon"], "k_t": k_t.item(),  # D: L1 error
-                      "convergence": m_global.item(), "learning_rate": scheduler.lr, "SPS": its * args.batch_size}
-            for group, values in [("losses", losses), ("charts", charts)]:
-                for k, v in values.items():
-                    writer.add_scalar(f"{group}/{k}", v, iteration)
-            print(f"iter {iteration}/{total_iters} | epoch {iteration // n_batches} | d_loss {losses['d_loss']:.4f} | "
-                  f"g_loss {losses['g_loss']:.4f} | k_t {k_t.item():.4f} | M_global {m_global.item():.4f} | "
-                  f"lr {scheduler.lr:.2e} | {its:.1f} it/s | ETA {(total_iters - iteration) / its:.0f}s", flush=True)
-        if iteration % args.sample_interval == 0:
-            write_samples()
-        if args.eval_interval and iteration % args.eval_interval == 0:  # train_seconds excludes these writes
-            if on_cuda:
-                torch.cuda.synchronize()
-            t0 = time.time()
-            save_atomic(f"{run_dir}/samples_{iteration:07d}.npz", images=generate(2000, args.seed + 2),
-                        iteration=iteration, train_seconds=train_seconds + t0 - start_time - eval_seconds)
-            eval_seconds += time.time() - t0
-        if at_checkpoint:
-            save_atomic(ckpt_path, {
-                "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
-                "scheduler": dict(vars(scheduler)), "k_t": k_t, "iteration": iteration, "epoch": iteration // n_batches,
-                "args": asdict(args), "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
-                "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if on_cuda else None},
-            })
-        if stopping:
-            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(128 + stopping)
-
-    # Final artefacts: the sample grid and samples.npz for the benchmark
-    print(f"writing the final sample grid and {args.num_eval_samples} samples to {run_dir}", flush=True)
-    write_samples()
-    if args.num_eval_samples > 0:
-        save_atomic(f"{run_dir}/samples.npz", images=generate(args.num_eval_samples, args.seed + 1))
-    writer.close()
-    print(f"done: {iteration} iterations; artefacts in {run_dir}")
+    train(tyro.cli(Args))

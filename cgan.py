@@ -8,19 +8,25 @@ Paper-to-code map
 - Section 4.1, D: x->240x5, y->50x5, ->240x4 ..  `Discriminator` (maxout, dropout 0.5; input dropout 0.2)
 - no init in the paper: the GAN code's ranges; wider for the z and y layers ... `init_uniform`, `--z-init`
 - Section 4.1, SGD, momentum 0.5->0.7, lr 0.1 /1.00004 per step  `--optimizer sgd`, `sgd_schedule`
-- Section 4.1, "one sample per label" grids .... `write_samples` (one row per class, fixed noise per column)
+- Section 4.1, "one sample per label" grids .... `grid` in `train` (one row per class, fixed noise per column)
 """
+import atexit
+import dataclasses
+import datetime
+import hashlib
+import itertools
 import os
 import random
 import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
@@ -70,6 +76,12 @@ class Args:
     """if toggled, `torch.compile` the networks"""
     eval_interval: int = 0
     """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (sync_tensorboard; needs `pip install -r requirements-track.txt`)"""
+    wandb_project_name: str = "cleangan"
+    """the Weights and Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights and Biases entity (team); None: your default"""
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
@@ -108,74 +120,18 @@ class Args:
     """sgd: floor of the decayed learning rate (Section 4.1: .000001)"""
 
 
-DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST}
 N_CLASSES = 10
 
 
-def fail(msg: str, code: int = 2):
-    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
-    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
 def check_args(args: Args):
-    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "latent_dim",
-                 "z_hidden", "y_hidden", "joint_hidden", "maxout_units", "y_maxout_units", "maxout_pieces",
-                 "joint_pieces", "momentum_saturate"]:
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples", "eval_interval"]:
-        if getattr(args, name) < 0:
-            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
-    if args.lr is None:
-        args.lr = 2e-4 if args.optimizer == "adam" else 0.1
-    if not (args.lr > 0 and args.min_lr > 0 and args.lr_decay >= 1):
-        fail(f"--lr and --min-lr must be > 0 and --lr-decay >= 1 (got {args.lr}, {args.min_lr}, {args.lr_decay})")
-    if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1 and 0 <= args.momentum_final < 1):
-        fail(f"--beta1, --beta2 and --momentum-final must lie in [0, 1) (got {args.beta1}, {args.beta2}, "
-             f"{args.momentum_final})")
-    if not (0 <= args.dropout < 1 and 0 <= args.input_dropout < 1 and args.z_init > 0):
-        fail(f"--dropout, --input-dropout in [0, 1) and --z-init > 0 (got {args.dropout}, {args.input_dropout}, "
-             f"{args.z_init})")
-    if args.resume is not None and not os.path.isfile(args.resume):
-        fail(f"--resume {args.resume}: no such checkpoint file")
-    if args.eval_only and args.resume is None:
-        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
-
-
-def load_data(args: Args):
-    """The whole training set: uint8 images (N, 1, 28, 28) and int64 labels (N,), read with torchvision's loader."""
-    cls = DATASETS[args.dataset]
-    folder = os.path.join(args.data_dir, cls.__name__)
-    existed = [p for p in (args.data_dir, folder) if os.path.exists(p)]
-    try:
-        ds = cls(args.data_dir, train=True, download=args.download)
-        return ds.data.unsqueeze(1), ds.targets.long()
-    except (RuntimeError, OSError) as e:
-        for path in (folder, args.data_dir):  # leave nothing half-downloaded behind, not even an empty folder
-            if path not in existed:
-                shutil.rmtree(path, ignore_errors=True)
-        how = "download failed (offline?)" if args.download else "not found"
-        fail(f"{args.dataset} {how}: expected the IDX files in {os.path.join(folder, 'raw')} "
-             f"({type(e).__name__}); pass --data-dir pointing at a folder that holds {cls.__name__}/raw, "
-             "or run once with --download while online", 1)
-
-
-class EpochBatches:
-    """(images, labels) minibatches from tensors on the device; epoch e is a permutation seeded by (seed, e), so the
-    data order depends only on the number of batches consumed and a resumed run sees exactly the same batches."""
-
-    def __init__(self, data: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
-        self.data, self.labels, self.batch_size, self.seed, self.epoch = data, labels, batch_size, seed, -1
-        self.per_epoch = len(data) // batch_size  # the last incomplete batch is dropped
-
-    def get(self, step: int):
-        epoch, i = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self.perm, self.epoch = torch.randperm(len(self.data), generator=gen).to(self.data.device), epoch
-        idx = self.perm[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.data[idx].float().div_(127.5).sub_(1.0), self.labels[idx]  # images in [-1, 1], labels int64
+    check_common(dataclasses.replace(args, lr=0.1 if args.lr is None else args.lr),  # --lr None: set in train()
+                 positive=["latent_dim", "z_hidden", "y_hidden", "joint_hidden", "maxout_units", "y_maxout_units",
+                           "maxout_pieces", "joint_pieces", "momentum_saturate"])
+    for name in ["dropout", "input_dropout", "momentum_final"]:
+        if not 0 <= getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must lie in [0, 1) (got {getattr(args, name)})")
+    if not (args.min_lr > 0 and args.z_init > 0 and args.lr_decay >= 1):
+        fail(f"--min-lr and --z-init must be > 0, --lr-decay >= 1 (got {args.min_lr}, {args.z_init}, {args.lr_decay})")
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
@@ -207,8 +163,7 @@ class Generator(nn.Module):
         self.y_net = nn.Sequential(nn.Linear(N_CLASSES, y_hidden), nn.ReLU())
         self.joint = nn.Sequential(
             nn.Linear(z_hidden + y_hidden, joint_hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(joint_hidden, int(np.prod(img_shape))), nn.Tanh(),
-        )
+            nn.Linear(joint_hidden, int(np.prod(img_shape))), nn.Tanh())
         init_uniform(self, 0.05)
         self.y_net[0].reset_parameters()  # PyTorch's U(+-1/sqrt(10)): with U(+-0.05) on one-hot y, y is ignored
         nn.init.uniform_(self.z_net[0].weight, -z_init, z_init)  # at 0.05 z is ignored too: every row one style
@@ -220,8 +175,7 @@ class Generator(nn.Module):
         self.joint[-2].bias.copy_(torch.logit(p) / 2)
 
     def forward(self, z, y):  # z (B, latent_dim), y one-hot (B, 10)
-        h = torch.cat([self.z_net(z), self.y_net(y)], dim=1)
-        return self.joint(h).view(z.shape[0], *self.img_shape)  # (B, 1, 28, 28)
+        return self.joint(torch.cat([self.z_net(z), self.y_net(y)], dim=1)).view(-1, *self.img_shape)  # (B, 1, 28, 28)
 
 
 class Maxout(nn.Module):
@@ -246,8 +200,7 @@ class Discriminator(nn.Module):
         self.y_net = Maxout(N_CLASSES, y_units, pieces)
         self.joint = nn.Sequential(
             nn.Dropout(dropout), Maxout(units + y_units, units, joint_pieces),
-            nn.Dropout(dropout), nn.Linear(units, 1),  # a logit: the sigmoid lives in BCEWithLogits
-        )
+            nn.Dropout(dropout), nn.Linear(units, 1))  # a logit: the sigmoid lives in BCEWithLogits
         init_uniform(self, 0.005)
         self.y_net.linear.reset_parameters()  # PyTorch's U(+-1/sqrt(10)): U(+-0.005) left D blind to y
 
@@ -275,34 +228,210 @@ def sgd_schedule(args: Args, iteration: int):
     return lr, momentum
 
 
-def save_atomic(path: str, obj=None, **arrays):
-    """torch.save(obj), or np.savez_compressed(arrays), to a temporary file, then rename: never half a file."""
+def train(args: Args):
+    check_args(args)
+    run = Run(args)  # the common block below: seeding, device, and on --resume the checkpoint's model args
+    args, device = run.args, run.device
+    if args.lr is None:  # the checkpoint's args hold the value: a resumed run keeps it
+        args.lr = 2e-4 if args.optimizer == "adam" else 0.1
+
+    generator = Generator(args.latent_dim, args.z_hidden, args.y_hidden, args.joint_hidden, args.dropout,
+                          args.z_init).to(device)
+    discriminator = Discriminator(args.maxout_units, args.y_maxout_units, args.maxout_pieces, args.joint_pieces,
+                                  args.dropout, args.input_dropout).to(device)
+
+    images, labels, n_batches = None, None, 1  # the whole training set on the device; none for --eval-only
+    if not args.eval_only:
+        images, labels = (t.to(device) for t in torchvision_images(args.dataset, args.data_dir, args.download))
+        n_batches = len(images) // args.batch_size  # per epoch; the last incomplete batch is dropped
+        if n_batches < 1:
+            fail(f"--batch-size {args.batch_size} exceeds the {len(images)} training images")
+        generator.init_output_bias(images)  # (--eval-only: the checkpoint's weights replace G's anyway)
+    total_iters = min(args.epochs * n_batches, args.max_iters or args.epochs * n_batches)
+
+    def make_optimizer(params):  # fused Adam on CUDA
+        if args.optimizer == "adam":
+            return torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, args.beta2), fused=device.type == "cuda")
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.beta1)
+    optimizer_g, optimizer_d = make_optimizer(generator.parameters()), make_optimizer(discriminator.parameters())
+    run.restore({"generator": generator, "discriminator": discriminator, "optimizer_g": optimizer_g,
+                 "optimizer_d": optimizer_d})
+    g_train, d_train = run.prepare(generator), run.prepare(discriminator)
+
+    @torch.no_grad()
+    def generate(z: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """G(z|y) in chunks of 1000, G in eval mode (no dropout, no state change); G goes back to train mode."""
+        generator.eval()
+        out = torch.cat([generator(z_, one_hot(y)) for z_, y in zip(z.split(1000), ys.split(1000), strict=True)])
+        generator.train()
+        return out
+
+    def grid() -> torch.Tensor:
+        """Section 4.1's "one sample per label": row i = class i, column j = the fixed z_j."""
+        z = sample_noise(N_CLASSES, args.latent_dim, device, torch.Generator(device).manual_seed(args.seed))
+        out = generate(z.repeat(N_CLASSES, 1), torch.arange(N_CLASSES, device=device).repeat_interleave(N_CLASSES))
+        return torchvision.utils.make_grid(out, nrow=10, normalize=True, value_range=(-1, 1))
+
+    def samples(n: int, final: bool) -> dict:
+        """n uint8 samples, labels 0, 1, ..., 9, 0, ...; z from the seed + 1 (samples.npz) or + 2 (eval) stream."""
+        gen = torch.Generator(device).manual_seed(args.seed + (1 if final else 2))
+        ys = torch.arange(n, device=device) % N_CLASSES
+        z = torch.cat([sample_noise(len(y), args.latent_dim, device, gen) for y in ys.split(1000)])
+        return {"images": to_uint8(generate(z, ys)), "labels": ys.cpu()}
+
+    run.open(args.dataset, grid, samples)
+    batches = run.batches(None if images is None else torch.arange(len(images), device=device), args.batch_size)
+
+    # ALGO LOGIC: Algorithm 1 of the GAN paper with both players conditioned on y (Eq. 2)
+    for iteration in run.loop(total_iters, n_batches):
+        if args.optimizer == "sgd":  # Section 4.1: exponential lr decay, momentum 0.5 -> 0.7
+            for group in optimizer_g.param_groups + optimizer_d.param_groups:
+                group["lr"], group["momentum"] = sgd_schedule(args, iteration - 1)
+
+        # (1) Update D: ascend log D(x|y) + log(1 - D(G(z|y)|y)); fakes use the real batch's labels, G(z|y) detached
+        index = next(batches)  # indices on the device: the same ones pick the images and their labels
+        real, y = images[index].float().div_(127.5).sub_(1.0), one_hot(labels[index])  # images in [-1, 1]
+        with torch.no_grad():
+            fake = g_train(sample_noise(len(real), args.latent_dim, device), y)
+        real_logits, fake_logits = d_train(real, y), d_train(fake, y)
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        optimizer_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizer_d.step()
+
+        # (2) Update G: descend -log D(G(z|y)|y), labels y from the data's label distribution (this batch's)
+        g_loss = generator_loss(d_train(g_train(sample_noise(len(real), args.latent_dim, device), y), y))
+        optimizer_g.zero_grad(set_to_none=True)
+        g_loss.backward(inputs=list(generator.parameters()))  # no gradients for D's weights
+        optimizer_g.step()
+
+        values = {"losses/d_loss": d_loss, "losses/g_loss": g_loss, "charts/d_real": torch.sigmoid(real_logits).mean(),
+                  "charts/d_fake": torch.sigmoid(fake_logits).mean()}
+        if args.optimizer == "sgd":  # this update's learning rate and momentum
+            values["charts/learning_rate"], values["charts/momentum"] = sgd_schedule(args, iteration - 1)
+        run.log(iteration, values)
+    run.finish()
+
+
+# ========== CleanGAN image-data block: the same text in the eight noise-to-image scripts, TRY NOT TO MODIFY ==========
+def torchvision_images(name: str, data_dir: str, download: bool, train: bool = True):
+    """mnist, fashion-mnist, cifar10 or svhn as uint8 images (N, C, H, W) and int64 labels. Missing, or a failed
+    download: one line, and nothing this call created is left behind (not even --data-dir)."""
+    cls = getattr(torchvision.datasets, {"fashion-mnist": "FashionMNIST"}.get(name, name.upper()))
+    created = [] if os.path.isdir(data_dir) else [data_dir]
+    before = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else set()
+    try:
+        split = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+        ds = cls(data_dir, download=download, **split)
+    except (RuntimeError, OSError, ImportError) as e:
+        if os.path.isdir(data_dir):
+            created += [os.path.join(data_dir, entry) for entry in set(os.listdir(data_dir)) - before]
+        for path in reversed(created):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        folder = {"cifar10": "cifar-10-batches-py", "svhn": "train_32x32.mat"}.get(name, cls.__name__)
+        fail(f"{name} {'download failed (offline?)' if download else 'not found'}: expected {data_dir}/{folder} "
+             f"({type(e).__name__}); pass --data-dir holding it, or run once with --download while online", 1)
+    images = torch.as_tensor(ds.data)
+    if images.ndim == 3:  # MNIST-like (N, H, W); SVHN is already (N, 3, H, W)
+        images = images.unsqueeze(1)
+    elif images.shape[-1] == 3:  # CIFAR-10 (N, H, W, 3)
+        images = images.permute(0, 3, 1, 2)
+    labels = ds.labels if name == "svhn" else ds.targets
+    return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
+# ============================================= end of image-data block =============================================
+
+
+# ===================== CleanGAN common block: the same text in every script, TRY NOT TO MODIFY =====================
+# Plumbing, not the paper; docs/contract.md explains it once. train() above: run = Run(args); run.restore(state);
+# run.open(...); run.batches(...); `for iteration in run.loop(total, n_batches):` the paper's updates, then
+# run.log(iteration, {tag: value}); run.finish().
+RUN_FLAGS = ("exp_name", "torch_deterministic", "cuda", "data_dir", "download", "epochs", "max_iters", "log_interval",
+             "sample_interval", "checkpoint_interval", "num_eval_samples", "resume", "eval_only", "compile",
+             "eval_interval", "track", "wandb_project_name", "wandb_entity", "workers", "num_workers",
+             "in_memory_limit_mb", "input_dir", "backend")  # the command line's on --resume; see Run.__init__
+
+
+def fail(msg: str, code: int = 2):
+    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
+    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_common(args, positive=(), non_negative=()):
+    """The common flags' checks, and the script's own integer flags that must be > 0 or >= 0."""
+    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", *positive]:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "eval_interval", *non_negative]:
+        if getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    if not args.lr > 0:
+        fail(f"--lr must be > 0 (got {args.lr})")
+    if not (0 <= getattr(args, "beta1", 0) < 1 and 0 <= getattr(args, "beta2", 0) < 1):
+        fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        fail(f"--resume {args.resume}: no such checkpoint file")
+    if args.eval_only and args.resume is None:
+        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] on any device -> uint8 [0, 255] on the CPU."""
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def save_atomic(obj, path: str):
+    """torch.save (np.savez for .npz) to a temporary file, fsync, rename, fsync the folder: never a truncated file."""
     with open(path + ".tmp", "wb") as f:
-        if arrays:
-            np.savez_compressed(f, **arrays)
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
         else:
             torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    os.fsync(folder)
+    os.close(folder)
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint onto the CPU, whatever device wrote it: RNG states must stay CPU ByteTensors, and
-    load_state_dict moves weights and optimiser states to the run's device. An unreadable file ends in one line."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
-        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-    if not isinstance(ckpt, dict):
-        fail(f"--resume {path}: not a checkpoint written by {os.path.basename(__file__)}")
-    return ckpt
+def index_batches(n: int, batch_size: int, seed: int, start=0, rank=0, world=1, length=0, streams=1, stream=0):
+    """Endless index batches from global batch `start` on (so a resumed run continues exactly): epoch e permutes
+    `length` (default n) indices seeded by (seed, e, stream), drops its last incomplete batch; rank r takes slice r."""
+    length = length or n
+    for step in itertools.count(start):
+        epoch, i = divmod(step, length // batch_size)
+        if i == 0 or step == start:
+            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * streams + stream)
+            perm = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-length // n))])[:length]
+        first = i * batch_size + rank * (batch_size // world)
+        yield perm[first:first + batch_size // world]
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
-    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
-    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
-        if "fused" in group:
-            saved["fused"] = group["fused"]
-    optimizer.load_state_dict(state)
+def quiet_worker(worker_id: int):
+    """Workers leave SIGINT/SIGTERM (sent to the whole process group by torchrun, Slurm, docker) to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def load_state(obj, saved):
+    """load_state_dict (copy_ for a tensor); an optimiser keeps this run's `fused`, and its states take their
+    parameter's layout (fused Adam needs them equal: a contiguous checkpoint resumed into channels_last weights)."""
+    if torch.is_tensor(obj):
+        obj.copy_(saved)
+        return
+    if isinstance(obj, torch.optim.Optimizer):
+        for group, mine in zip(saved["param_groups"], obj.param_groups, strict=True):
+            group["fused"] = mine.get("fused")
+    obj.load_state_dict(saved)
+    if isinstance(obj, torch.optim.Optimizer):
+        for p, state in obj.state.items():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def on_uncaught(kind, error, tb):
@@ -314,187 +443,236 @@ def on_uncaught(kind, error, tb):
         sys.__excepthook__(kind, error, tb)
 
 
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    check_args(args)
+class Run:
+    """One run's plumbing. After --resume, run.args holds the checkpoint's model args."""
 
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.backends.cudnn.benchmark = not args.torch_deterministic
-    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        sys.excepthook = on_uncaught
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    def __init__(self, args):
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.ckpt, self.iteration, self.step, self.seconds, self.stop_signal = None, 0, 0, 0.0, None
+        if args.resume:
+            try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
+                self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
+                if not isinstance(self.ckpt, dict):
+                    raise TypeError(f"it holds a {type(self.ckpt).__name__}")
+                saved = {k: v for k, v in self.ckpt["args"].items() if k not in RUN_FLAGS and hasattr(args, k)}
+            except Exception as e:  # garbage, a truncated copy, another program's pickle: torch.load raises many kinds
+                fail(f"--resume {args.resume}: not a readable checkpoint ({type(e).__name__}: {e})".splitlines()[0])
+            default = type(args)()  # an arg the command line leaves at its default takes the checkpoint's value
+            taken = {k: v for k, v in saved.items() if getattr(args, k) == getattr(default, k)}
+            notes = [f"{k}={v!r}" for k, v in taken.items() if v != getattr(args, k)] + [
+                f"{k}={getattr(args, k)!r} as typed (checkpoint: {v!r})" for k, v in saved.items() if k not in taken]
+            if notes and self.rank == 0:
+                print("--resume: args from the checkpoint unless typed: " + ", ".join(notes))
+            args = dataclasses.replace(args, **taken)
+        self.args, self.streams, self.state, self.per_rank = args, [], {}, {}
+        random.seed(args.seed + self.rank)  # each rank its own streams; DDP copies rank 0's initial weights
+        np.random.seed(args.seed + self.rank)
+        torch.manual_seed(args.seed + self.rank)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        torch.backends.cudnn.benchmark = not args.torch_deterministic
+        if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (before CUDA starts)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            sys.excepthook = on_uncaught
+        cuda = torch.cuda.is_available() and args.cuda
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+        if self.world > 1:  # launched by torchrun; a plain `python script.py` never takes a distributed path
+            if cuda:
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(getattr(args, "backend", None) or ("nccl" if cuda else "gloo"))
+        atexit.register(self.close)  # streaming workers ignore SIGTERM: end them before multiprocessing joins them
+        signal.signal(signal.SIGINT, self.on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration,
+        signal.signal(signal.SIGTERM, self.on_stop_signal)  # write a checkpoint, exit 128 + signal
 
-    # Data: the whole training set on the device as one uint8 tensor; batches are normalised there
-    data, labels = (t.to(device) for t in load_data(args))  # (N, 1, 28, 28) uint8, (N,) int64
-    n_batches = len(data) // args.batch_size
-    if n_batches < 1:
-        fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
-    total_iters = min(args.epochs * n_batches, args.max_iters or sys.maxsize)
+    def on_stop_signal(self, signum, frame):
+        self.stop_signal = signum
 
-    batches = EpochBatches(data, labels, args.batch_size, args.seed)
-    generator = Generator(args.latent_dim, args.z_hidden, args.y_hidden, args.joint_hidden, args.dropout,
-                          args.z_init).to(device)
-    generator.init_output_bias(data)
-    discriminator = Discriminator(args.maxout_units, args.y_maxout_units, args.maxout_pieces, args.joint_pieces,
-                                  args.dropout, args.input_dropout).to(device)
+    def rank0_first(self, fn, *fn_args):
+        """fn(*fn_args) on rank 0 first (a download), then on the other ranks, which wait for it without a time-out."""
+        if self.world > 1:
+            waiting_room = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
+        if self.rank == 0:
+            result = fn(*fn_args)
+        if self.world > 1:
+            dist.barrier(waiting_room)
+        return result if self.rank == 0 else fn(*fn_args)
 
-    def make_optimizer(params):  # fused Adam on CUDA
-        if args.optimizer == "adam":
-            return torch.optim.Adam(params, lr=args.lr, betas=(args.beta1, args.beta2), fused=device.type == "cuda")
-        return torch.optim.SGD(params, lr=args.lr, momentum=args.beta1)
-    optimizer_g, optimizer_d = make_optimizer(generator.parameters()), make_optimizer(discriminator.parameters())
+    def prepare(self, module: nn.Module, ddp: bool = True) -> nn.Module:
+        """DDP under torchrun (no buffer broadcast before each forward: it changes BatchNorm statistics that cuDNN's
+        backward saved, pytorch/pytorch#175024), then torch.compile under --compile."""
+        if ddp and self.world > 1:
+            module = nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+        return torch.compile(module) if self.args.compile else module
 
-    iteration, step, train_seconds = 0, 0, 0.0  # generator updates done, real minibatches consumed, training time
-    run_dir = None
-    if args.resume:
-        ckpt = load_checkpoint(args.resume)
+    def restore(self, state: dict, per_rank: Optional[dict] = None):
+        """Name what a checkpoint holds (modules, optimisers, schedulers, tensors; per_rank: each rank's own) and load
+        it on --resume (--eval-only: the networks only)."""
+        self.state, self.per_rank = state, per_rank or {}
+        if self.ckpt is None:
+            return
         try:
-            generator.load_state_dict(ckpt["generator"])
-            discriminator.load_state_dict(ckpt["discriminator"])
-            load_optimizer(optimizer_g, ckpt["optimizer_g"])
-            load_optimizer(optimizer_d, ckpt["optimizer_d"])
-            iteration, step, train_seconds = ckpt["iteration"], ckpt["step"], ckpt.get("train_seconds", 0.0)
-            random.setstate(ckpt["rng"]["python"])
-            np.random.set_state(ckpt["rng"]["numpy"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as e:  # a missing entry: another script's checkpoint
-            fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-    g_train, d_train = (torch.compile(generator), torch.compile(discriminator)) if args.compile else (
-        generator, discriminator)
+            for name, obj in state.items():
+                if not self.args.eval_only or isinstance(obj, nn.Module):
+                    load_state(obj, self.ckpt[name])
+            self.iteration, self.step, self.seconds = self.ckpt["iteration"], self.ckpt["step"], self.ckpt["seconds"]
+            if not self.args.eval_only:
+                if len(self.ckpt["ranks"]) != self.world:
+                    raise ValueError(f"written by {len(self.ckpt['ranks'])} process(es), resumed with {self.world}")
+                own = self.ckpt["ranks"][self.rank]
+                for name, obj in self.per_rank.items():
+                    load_state(obj, own[name])
+                random.setstate(own["python"])
+                np.random.set_state(own["numpy"])
+                torch.set_rng_state(own["torch"])
+                if self.device.type == "cuda" and own["cuda"] is not None:
+                    torch.cuda.set_rng_state(own["cuda"], self.device)
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's or shape's file
+            fail(f"--resume {self.args.resume} does not match this model ({str(e).splitlines()[0][:200]})")
 
-    # TRY NOT TO MODIFY: run folder and logging (a resumed run keeps writing into its own folder)
-    if run_dir is None:
-        run_dir = f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    os.makedirs(f"{run_dir}/samples", exist_ok=True)
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
-                                                                          asdict(args).items()))
-    ckpt_path = f"{run_dir}/checkpoint.pt"
-    fixed_z = sample_noise(N_CLASSES, args.latent_dim, device, torch.Generator(device).manual_seed(args.seed))
-    fixed_z = fixed_z.repeat(N_CLASSES, 1)  # (100, latent_dim)
-    fixed_y = one_hot(torch.arange(N_CLASSES, device=device).repeat_interleave(N_CLASSES))  # row i: class i
+    def open(self, dataset: str, grid, samples, artefact: str = "samples.npz", eval_size: int = 2000):
+        """Run folder (a resumed run keeps its own), TensorBoard, W&B; grid() -> a float image for samples/*.png,
+        samples(n, final) -> uint8 arrays for the eval files and the final artefact."""
+        self.grid, self.samples, self.artefact, self.eval_size = grid, samples, artefact, eval_size
+        name = f"{dataset}__{self.args.exp_name}__{self.args.seed}__{int(time.time())}"
+        self.dir = os.path.dirname(os.path.abspath(self.args.resume)) if self.args.resume else f"runs/{name}"
+        self.ckpt_path = f"{self.dir}/checkpoint.pt"
+        if self.rank == 0:
+            os.makedirs(f"{self.dir}/samples", exist_ok=True)
+            if self.args.track:  # CleanRL's convention: W&B mirrors the TensorBoard events
+                import wandb
+                wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity, sync_tensorboard=True,
+                           config=dataclasses.asdict(self.args), name=os.path.basename(self.dir), save_code=True)
+            self.writer = SummaryWriter(self.dir)
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+                f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items()))
 
-    def save_checkpoint():
-        save_atomic(ckpt_path, {
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "optimizer_g": optimizer_g.state_dict(), "optimizer_d": optimizer_d.state_dict(),
-            "iteration": iteration, "step": step, "epoch": step // n_batches, "args": asdict(args),
-            "train_seconds": train_seconds + time.time() - start_time - eval_seconds,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-        })
+    def batches(self, data, batch_size: int, collate_fn=None, workers: int = 0, **order):
+        """Endless uint8 minibatches on the device in index_batches' order from the resumed batch on: slices of a
+        tensor kept there (small sets), or read by ONE DataLoader for the run (collate_fn: items -> batch)."""
+        if data is None:  # --eval-only reads no data
+            return None
+        indices = index_batches(len(data), batch_size, self.args.seed, self.step, self.rank, self.world, **order)
+        if isinstance(data, torch.Tensor):
+            source = (data[i.to(data.device, non_blocking=True)] for i in indices)
+        else:  # the loader's own generator keeps its seed draw off the global RNG
+            source = (x.to(self.device, non_blocking=True) for x in torch.utils.data.DataLoader(
+                data, batch_sampler=(i.tolist() for i in indices), collate_fn=collate_fn, num_workers=workers,
+                persistent_workers=workers > 0, pin_memory=self.device.type == "cuda", worker_init_fn=quiet_worker,
+                generator=torch.Generator().manual_seed(self.args.seed)))
+        self.streams.append(self.counted(source, first=not self.streams))
+        return self.streams[-1]
 
-    @torch.no_grad()
-    def write_samples():
-        """10x10 grid: row i = class i, column j = the fixed z_j; G in eval mode (no dropout, no state change)."""
-        generator.eval()
-        grid = torchvision.utils.make_grid(generator(fixed_z, fixed_y), nrow=10, normalize=True, value_range=(-1, 1))
-        generator.train()
-        torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
-        writer.add_image("samples", grid, iteration)
+    def counted(self, source, first: bool):
+        for x in source:
+            self.step += first  # batches consumed (of the first stream: CycleGAN's two domains advance together)
+            yield x
 
-    @torch.no_grad()
-    def generate(n: int, gen: torch.Generator):
-        """n uint8 samples and their labels 0, 1, ..., 9, 0, ...; G in eval mode, z from `gen`, not the training RNG."""
-        generator.eval()
-        ys = torch.arange(n, device=device) % N_CLASSES  # balanced classes
-        out = torch.cat([generator(sample_noise(len(y), args.latent_dim, device, gen), one_hot(y))
-                         for y in ys.split(1000)])
-        generator.train()
-        return ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy(), ys.cpu().numpy()
+    def loop(self, total_iters: int, n_batches: int):
+        """Generator updates iteration + 1 ... total_iters; after each: grid, eval file, checkpoint, stop."""
+        self.total, self.n_batches, self.eval_seconds = total_iters, n_batches, 0.0
+        self.start_time, self.start_iter, self.start_step, self.stop = time.time(), self.iteration, self.step, None
+        if self.rank == 0:
+            print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
+                  f"-> {total_iters}", flush=True)
+        while self.iteration < total_iters and not self.args.eval_only:
+            self.iteration += 1
+            yield self.iteration
+            if self.iteration % self.args.sample_interval == 0 and self.rank == 0:
+                self.write_grid()
+            if self.args.eval_interval and self.iteration % self.args.eval_interval == 0 and self.rank == 0:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # the training seconds exclude the time spent here
+                t0 = time.time()
+                save_atomic({**self.samples(self.eval_size, False), "iteration": self.iteration,
+                             "train_seconds": self.train_seconds(t0)}, f"{self.dir}/samples_{self.iteration:07d}.npz")
+                self.eval_seconds += time.time() - t0
+            if self.at_checkpoint():
+                self.save_checkpoint()
+            if self.stop:
+                if self.rank == 0:
+                    print(f"stopped by {signal.Signals(self.stop).name}: checkpoint in {self.ckpt_path}",
+                          file=sys.stderr)
+                self.close()
+                sys.exit(128 + self.stop)
 
-    def write_eval_samples():
-        """samples_{iteration}.npz (quality over time): 2000 samples and the training seconds so far (not these)."""
-        global eval_seconds
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.time()
-        images, ys = generate(2000, torch.Generator(device).manual_seed(args.seed + 2))
-        save_atomic(f"{run_dir}/samples_{iteration:07d}.npz", images=images, labels=ys, iteration=iteration,
-                    train_seconds=train_seconds + t0 - start_time - eval_seconds)
-        eval_seconds += time.time() - t0
+    def train_seconds(self, now: float) -> float:
+        return self.seconds + now - self.start_time - self.eval_seconds
 
-    stop_signal = None
+    def at_checkpoint(self) -> bool:
+        return self.iteration % self.args.checkpoint_interval == 0 or self.iteration == self.total or bool(self.stop)
 
-    def on_stop_signal(signum, frame):
-        global stop_signal
-        stop_signal = signum
+    def log(self, iteration: int, values: dict):
+        """At log points (every --log-interval, checkpoints, a stop signal: read once per iteration, agreed on by the
+        ranks) the only host sync: losses/* and charts/* (rank means) to TensorBoard and stdout; non-finite: exit 1."""
+        self.stop = self.stop_signal if self.world == 1 else None
+        if iteration % self.args.log_interval != 0 and not self.at_checkpoint():
+            return
+        stats = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                             for v in values.values()])
+        if self.world > 1:  # the mean over ranks, and the stop signal any rank got
+            sig = torch.tensor(self.stop_signal or 0, device=self.device)
+            dist.all_reduce(stats)
+            dist.all_reduce(sig, op=dist.ReduceOp.MAX)
+            stats, self.stop = stats / self.world, int(sig) or None
+        values = dict(zip(values, stats.tolist(), strict=True))
+        losses = {k: v for k, v in values.items() if k.startswith("losses/")}
+        if not all(np.isfinite(v) for v in losses.values()):
+            last = self.ckpt_path if os.path.exists(self.ckpt_path) else "not written yet"
+            fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
+        seconds = time.time() - self.start_time
+        its = (iteration - self.start_iter) / seconds
+        sps = (self.step - self.start_step) * self.args.batch_size / seconds
+        if self.rank == 0:  # SPS: training images consumed per second (WGAN's critic steps each take a minibatch)
+            for k, v in {**values, "charts/SPS": sps}.items():
+                self.writer.add_scalar(k, v, iteration)
+            shown = "".join(f" | {k[7:]} {losses[k]:.4f}" for k in ("losses/d_loss", "losses/g_loss") if k in losses)
+            print(f"iter {iteration}/{self.total} | epoch {self.step // self.n_batches}{shown} | {its:.2f} it/s | "
+                  f"ETA {(self.total - iteration) / its:.0f}s", flush=True)
 
-    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
-    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
+    def save_checkpoint(self):
+        """Every rank's RNG states (and per_rank state) are gathered; rank 0 writes the file atomically."""
+        own = {**{k: v.state_dict() for k, v in self.per_rank.items()}, "python": random.getstate(),
+               "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        ranks = [own] * self.world
+        if self.world > 1:
+            dist.all_gather_object(ranks, own)
+        if self.rank == 0:
+            states = {k: v if torch.is_tensor(v) else v.state_dict() for k, v in self.state.items()}
+            save_atomic({**states, "iteration": self.iteration, "step": self.step, "epoch": self.step // self.n_batches,
+                         "args": dataclasses.asdict(self.args), "ranks": ranks,
+                         "seconds": self.train_seconds(time.time())}, self.ckpt_path)
 
-    # ALGO LOGIC: Algorithm 1 of the GAN paper with both players conditioned on y (Eq. 2)
-    print(f"cgan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
-    start_time, start_iter, eval_seconds = time.time(), iteration, 0.0
-    while iteration < total_iters and not args.eval_only:
-        if args.optimizer == "sgd":  # Section 4.1: exponential lr decay, momentum 0.5 -> 0.7
-            for group in optimizer_g.param_groups + optimizer_d.param_groups:
-                group["lr"], group["momentum"] = sgd_schedule(args, iteration)
+    def write_grid(self):
+        image = self.grid()
+        torchvision.utils.save_image(image, f"{self.dir}/samples/{self.iteration:07d}.png")
+        self.writer.add_image("samples", image, self.iteration)
 
-        # (1) Update D: ascend log D(x|y) + log(1 - D(G(z|y)|y)); fakes use the real batch's labels, G(z|y) detached
-        real, y = batches.get(step)
-        step, y = step + 1, one_hot(y)
-        with torch.no_grad():
-            fake = g_train(sample_noise(len(real), args.latent_dim, device), y)
-        real_logits, fake_logits = d_train(real, y), d_train(fake, y)
-        d_loss = discriminator_loss(real_logits, fake_logits)
-        optimizer_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        optimizer_d.step()
+    def close(self):
+        """End the streams' DataLoader workers (they ignore SIGTERM) and, under torchrun, the process group, after
+        each rank prints a checksum of its parameters (equal on every rank; BatchNorm statistics are each rank's)."""
+        for stream in self.streams:
+            stream.close()
+        self.streams.clear()
+        if self.world > 1 and dist.is_initialized():
+            digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for net in self.state.values()
+                                             if isinstance(net, nn.Module) for v in net.parameters()))
+            print(f"rank {self.rank}: iteration {self.iteration}, weights sha256 {digest.hexdigest()}", flush=True)
+            dist.destroy_process_group()
 
-        # (2) Update G: descend -log D(G(z|y)|y), labels y from the data's label distribution (this batch's)
-        fake_logits_g = d_train(g_train(sample_noise(len(real), args.latent_dim, device), y), y)
-        g_loss = generator_loss(fake_logits_g)
-        optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward(inputs=list(generator.parameters()))  # no gradients for D's weights
-        optimizer_g.step()
-        iteration += 1
+    def finish(self):
+        """Ranks other than 0 end here; rank 0 writes the final grid and artefact (the whole of --eval-only)."""
+        self.close()
+        if self.rank != 0:
+            sys.exit(0)
+        print(f"writing the final sample grid and {self.artefact} to {self.dir}", flush=True)
+        self.write_grid()
+        if self.args.num_eval_samples > 0:
+            save_atomic(self.samples(self.args.num_eval_samples, True), f"{self.dir}/{self.artefact}")
+        self.writer.close()
+        print(f"done: {self.iteration} iterations; artefacts in {self.dir}")
+# ================================================ end of common block ================================================
 
-        # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
-        if iteration % args.log_interval == 0 or at_checkpoint:
-            losses = {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
-            if not all(np.isfinite(v) for v in losses.values()):
-                fail(f"non-finite loss at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in losses.items())});"
-                     f" the last good checkpoint is {ckpt_path if os.path.exists(ckpt_path) else 'not written yet'}",
-                     1)
-            for k, v in losses.items():
-                writer.add_scalar(f"losses/{k}", v, iteration)
-            writer.add_scalar("charts/d_real", torch.sigmoid(real_logits).mean().item(), iteration)
-            writer.add_scalar("charts/d_fake", torch.sigmoid(fake_logits).mean().item(), iteration)
-            if args.optimizer == "sgd":
-                writer.add_scalar("charts/learning_rate", optimizer_d.param_groups[0]["lr"], iteration)
-                writer.add_scalar("charts/momentum", optimizer_d.param_groups[0]["momentum"], iteration)
-            its = (iteration - start_iter) / (time.time() - start_time)
-            writer.add_scalar("charts/SPS", its * args.batch_size, iteration)
-            print(f"iter {iteration}/{total_iters} | epoch {step // n_batches} | d_loss {losses['d_loss']:.4f} | "
-                  f"g_loss {losses['g_loss']:.4f} | {its:.1f} it/s | ETA {(total_iters - iteration) / its:.0f}s",
-                  flush=True)
-        if iteration % args.sample_interval == 0:
-            write_samples()
-        if args.eval_interval and iteration % args.eval_interval == 0:
-            write_eval_samples()
-        if at_checkpoint:
-            save_checkpoint()
-        if stopping:
-            print(f"stopped by {signal.Signals(stopping).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
-            sys.exit(128 + stopping)
 
-    # Final artefacts: grid and samples.npz (class-balanced labels) for the benchmark
-    print(f"writing the final sample grid and {args.num_eval_samples} samples to {run_dir}", flush=True)
-    write_samples()
-    if args.num_eval_samples > 0:
-        images, eval_labels = generate(args.num_eval_samples, torch.Generator(device).manual_seed(args.seed + 1))
-        save_atomic(f"{run_dir}/samples.npz", images=images, labels=eval_labels)
-    writer.close()
-    print(f"done: {iteration} iterations; artefacts in {run_dir}")
+if __name__ == "__main__":
+    train(tyro.cli(Args))

@@ -6,13 +6,17 @@ Paper-to-code map
 - Eq. 2, cycle consistency (L1) .................. `cycle_loss`, weight lambda (`--lambda-cycle` 10)
 - Section 5.2, identity mapping loss .............. `identity_loss`, weight lambda * 0.5 (`--lambda-identity`)
 - Eq. 3, full objective ........................... `g_loss` in step (1) of the loop; D_A, D_B in step (2)
-- Section 4, history of 50 generated images ....... `image_pool` (official util/image_pool.py)
+- Section 4, history of 50 generated images ....... `image_pool` (official util/image_pool.py), `ImagePool` (per rank)
 - Appendix 7.2, architectures ..................... `ResnetGenerator`, `NLayerDiscriminator`, `init_weights`
 - Section 4, Adam 2e-4, 100 + 100 epochs, decay .. `linear_decay` (official `--lr_policy linear`)
-- official data/unaligned_dataset.py .............. `epoch_batches` (B permuted; official: with replacement), `augment`
+- official data/unaligned_dataset.py .............. `run.batches(..., streams=2)` (A and B each permuted per epoch;
+  official: B drawn with replacement), `crop_batch` + `augment` (random crop, flip)
 """
 import atexit
+import dataclasses
 import datetime
+import functools
+import hashlib
 import itertools
 import os
 import random
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
@@ -78,6 +82,12 @@ class Args:
     """if toggled, `torch.compile` the networks"""
     eval_interval: int = 0
     """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (sync_tensorboard; needs `pip install -r requirements-track.txt`)"""
+    wandb_project_name: str = "cleangan"
+    """the Weights and Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights and Biases entity (team); None: your default"""
 
     # Algorithm specific arguments
     dataset: Literal["facades", "horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo", "maps",
@@ -107,39 +117,39 @@ class Args:
     """DataLoader processes decoding images when the training set streams from disk (official num_threads 4)"""
     mirror: str = "http://efrosgans.eecs.berkeley.edu"
     """--download fetches MIRROR/cyclegan/datasets/NAME.zip (aligned: pix2pix/.../NAME.tar.gz); file:///path works"""
+    input_dir: Optional[str] = None
+    """with --eval-only: translate every image in this folder (no dataset needed); PNGs into RUN_FOLDER/DIRECTION"""
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    """which generator --input-dir images go through (AtoB: G, BtoA: F)"""
+    backend: Optional[Literal["nccl", "gloo"]] = None
+    """torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU)"""
 
 
 AB_SETS = ("facades", "maps")  # also released in the AB layout; their unpaired copies live in DATA_DIR/<name>_cyclegan
 IMG_EXT = (".jpg", ".jpeg", ".png")
-stop_signal = 0  # the last stop signal received (0: none), set by on_stop_signal
 
 
-def fail(msg: str, code: int = 2):
-    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
-    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
-def check_args(args: Args, world: int = 1):
-    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "ngf", "ndf", "lr"]:
-        if not getattr(args, name) > 0:  # NaN fails too
-            fail(f"--{name.replace('_', '-')} must be > 0 (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples", "n_blocks", "pool_size", "epochs_decay", "lambda_cycle",
-                 "lambda_identity", "eval_interval", "in_memory_limit_mb", "num_workers"]:
-        if not getattr(args, name) >= 0:
-            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
-    if not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1):
-        fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
+def check_args(args: Args):
+    check_common(args, positive=["ngf", "ndf"],
+                 non_negative=["n_blocks", "pool_size", "epochs_decay", "in_memory_limit_mb", "num_workers"])
+    if not (args.lambda_cycle >= 0 and args.lambda_identity >= 0):  # NaN fails too
+        fail(f"--lambda-cycle and --lambda-identity must be >= 0 (got {args.lambda_cycle}, {args.lambda_identity})")
     if args.img_size % 4 or args.img_size < 24:
         fail(f"--img-size must be a multiple of 4 and >= 24 (G halves it twice; got {args.img_size})")
     if args.epochs_decay > args.epochs:
         fail(f"--epochs-decay {args.epochs_decay} exceeds --epochs {args.epochs} (the total)")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.batch_size % world:
         fail(f"--batch-size {args.batch_size} must be divisible by the {world} processes (the batch is split)")
     if args.dataset_mode == "aligned" and args.dataset not in (*AB_SETS, "folder"):
         fail(f"--dataset-mode aligned takes --dataset {', '.join(AB_SETS)} or folder (got {args.dataset})")
-    if args.eval_only and args.resume is None:
-        fail("--eval-only needs --resume PATH (the checkpoint to translate with)")
+    if args.input_dir is not None and not (args.eval_only and list_images(args.input_dir)):
+        fail(f"--input-dir {args.input_dir}: needs --eval-only and a folder holding {'/'.join(IMG_EXT)} images")
+
+
+def list_images(folder: str) -> list:
+    """Sorted names of the image files in folder (none if it does not exist)."""
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXT)) if os.path.isdir(folder) else []
 
 
 def read_rgb(path: str, size: int, half: Optional[int] = None) -> torch.Tensor:
@@ -149,42 +159,47 @@ def read_rgb(path: str, size: int, half: Optional[int] = None) -> torch.Tensor:
     return TF.resize(img, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
 
 
+def read_images(files: list, size: int, device) -> torch.Tensor:
+    """uint8 (N, 3, size, size) on the device from (path, half) pairs."""
+    return torch.stack([read_rgb(p, size, half) for p, half in files]).to(device)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return x.float().div(127.5).sub(1.0)
+
+
 def download(args: Args, root: str) -> Optional[str]:
     """Unpack the official archive in a temporary folder next to root, then one rename; on failure remove it all."""
     url = (f"{args.mirror.rstrip('/')}/cyclegan/datasets/{args.dataset}.zip" if args.dataset_mode == "unaligned" else
            f"{args.mirror.rstrip('/')}/pix2pix/datasets/{args.dataset}.tar.gz")
-    created, tmp = not os.path.exists(args.data_dir), None
+    created = not os.path.exists(args.data_dir)
     try:
         os.makedirs(args.data_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.download-", dir=args.data_dir)
-        archive = os.path.join(tmp, os.path.basename(url))
-        print(f"downloading {url}", flush=True)
-        urllib.request.urlretrieve(url, archive)
-        safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
-        shutil.unpack_archive(archive, tmp, **safe)  # .zip (members with "/" or ".." are skipped) or .tar.gz
-        os.rename(os.path.join(tmp, args.dataset), root)  # the archive's top folder is the dataset's name
-    except Exception as e:  # the network, the disk, a broken archive: leave nothing behind
+        with tempfile.TemporaryDirectory(prefix=f".{os.path.basename(root)}.download-", dir=args.data_dir) as tmp:
+            archive = os.path.join(tmp, os.path.basename(url))
+            print(f"downloading {url}", flush=True)
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as f:  # stalled: an error
+                shutil.copyfileobj(response, f)
+            safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
+            shutil.unpack_archive(archive, tmp, **safe)  # .zip (members with "/" or ".." are skipped) or .tar.gz
+            os.rename(os.path.join(tmp, args.dataset), root)  # the archive's top folder is the dataset's name
+    except Exception as e:  # the network, the disk, a broken archive: leave nothing behind (tmp is gone already)
         if created:
             shutil.rmtree(args.data_dir, ignore_errors=True)
         return f"download from {url} failed ({type(e).__name__}; offline?)"
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def find_images(args: Args, rank: int = 0, group=None):
+def find_images(args: Args):
     """(train_a, train_b, test_a, test_b) lists of (path, half: None, or 0 / 1 for A / B of an AB image), paired. A
-    missing set is downloaded (--download) by rank 0 alone; under torchrun the others wait at a barrier of `group`."""
+    missing set is downloaded (--download; under torchrun by rank 0, see run.rank0_first)."""
     suffix = "_cyclegan" if args.dataset_mode == "unaligned" and args.dataset in AB_SETS else ""
     root = args.data_dir if args.dataset == "folder" else os.path.join(args.data_dir, args.dataset + suffix)
-    problem, fetch = None, args.download and args.dataset != "folder"  # every rank alike: the same barriers
-    if fetch and rank == 0 and not os.path.exists(root):
+    problem = None
+    if args.download and args.dataset != "folder" and not os.path.exists(root):
         problem = download(args, root)
-    if fetch and group is not None:
-        dist.barrier(group)
     subdirs = ["trainA", "trainB", "testA", "testB"] if args.dataset_mode == "unaligned" else ["train", "test"]
-    listed = lambda d: sorted(f for f in os.listdir(d) if f.lower().endswith(IMG_EXT)) if os.path.isdir(d) else []
-    found = {d: [os.path.join(root, d, f) for f in listed(os.path.join(root, d))] for d in subdirs}
+    found = {d: [os.path.join(root, d, f) for f in list_images(os.path.join(root, d))] for d in subdirs}
     missing = [d for d in subdirs if not found[d]]
     if missing:
         fail(f"{args.dataset} ({args.dataset_mode}) {problem or 'not found'}: expected images in {root}/{missing[0]}; "
@@ -195,18 +210,6 @@ def find_images(args: Args, rank: int = 0, group=None):
     return *([(p, None) for p in found[d]] for d in subdirs), paired
 
 
-def epoch_batches(n: int, length: int, batch_size: int, seed: int, domain: int, start: int, rank=0, world=1):
-    """One domain's batches of (index, crop key) from step `start` on; a batch depends only on its step and rank."""
-    local, per_epoch, epoch = batch_size // world, length // batch_size, -1  # the last incomplete batch is dropped
-    for step in itertools.count(start):
-        if step // per_epoch != epoch:
-            epoch = step // per_epoch
-            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * 2 + domain)
-            perm = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-length // n))])[:length].tolist()
-        lo = step % per_epoch * batch_size + rank * local
-        yield [(perm[j], f"{seed}/{domain}/{epoch}/{j}") for j in range(lo, lo + local)]
-
-
 def augment(img: torch.Tensor, key: str, size: int) -> torch.Tensor:
     """Random crop to size x size and horizontal flip (official resize_and_crop + flip), drawn from Random(key)."""
     r = random.Random(key)
@@ -215,14 +218,13 @@ def augment(img: torch.Tensor, key: str, size: int) -> torch.Tensor:
     return crop.flip(-1) if r.random() < 0.5 else crop
 
 
-class ImageFiles(torch.utils.data.Dataset):
-    """One domain's training images streamed from disk: decoded, resized to the load size, cropped and flipped."""
-    def __init__(self, files: list, load_size: int, size: int):
-        self.files, self.load_size, self.size = files, load_size, size
-
-    def __getitem__(self, item: tuple) -> torch.Tensor:
-        (path, half), key = self.files[item[0]], item[1]
-        return augment(read_rgb(path, self.load_size, half), key, self.size)
+def crop_batch(images: torch.Tensor, args: Args, domain: int, step: int, n_batches: int, rank=0, world=1):
+    """Batch `step` of a domain (uint8, load size; this rank's slice) -> float crops in [-1, 1]. The image at position
+    j of epoch e's order is cropped by the key seed/domain/e/j: a crop depends only on the step, not on the ranks."""
+    epoch, i = divmod(step, n_batches)
+    first = i * args.batch_size + rank * (args.batch_size // world)  # index_batches' slice of this rank
+    keys = [f"{args.seed}/{domain}/{epoch}/{j}" for j in range(first, first + len(images))]
+    return normalize(torch.stack([augment(img, key, args.img_size) for img, key in zip(images, keys, strict=True)]))
 
 
 def image_pool(history: list, images: torch.Tensor, size: int) -> torch.Tensor:
@@ -236,6 +238,19 @@ def image_pool(history: list, images: torch.Tensor, size: int) -> torch.Tensor:
             history[j], img = img, history[j]
         out.append(img)
     return torch.cat(out)
+
+
+class ImagePool(list):
+    """One rank's history for `image_pool`, on the device; in the checkpoint (per rank) on the CPU."""
+    def __init__(self, device):
+        super().__init__()
+        self.device = device
+
+    def state_dict(self) -> dict:
+        return {"images": [t.cpu() for t in self]}
+
+    def load_state_dict(self, state: dict):
+        self[:] = [t.to(self.device) for t in state["images"]]
 
 
 def init_weights(m: nn.Module):  # N(0, 0.02) weights, zero biases (official init_type normal, init_gain 0.02)
@@ -331,75 +346,23 @@ def linear_decay(epochs: int, epochs_decay: int):
     return lambda e: 1.0 - max(0, e + 1 - (epochs - epochs_decay)) / float(epochs_decay + 1)
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint onto the CPU (RNG states must be CPU tensors); an unreadable file ends in one line."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
-        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+@torch.no_grad()
+def translate_folder(net: nn.Module, args: Args, device):
+    """--input-dir: each image resized to --img-size and translated by net, written as RUN_FOLDER/DIRECTION/NAME.png."""
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(args.resume)), args.direction)
+    os.makedirs(out_dir, exist_ok=True)
+    files = list_images(args.input_dir)
+    for f in files:
+        y = net(normalize(read_rgb(os.path.join(args.input_dir, f), args.img_size)[None].to(device)))
+        torchvision.io.write_png(to_uint8(y[0]), os.path.join(out_dir, os.path.splitext(f)[0] + ".png"))
+    print(f"done: {len(files)} images translated {args.direction} into {out_dir}")
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, state: dict):
-    """Load an optimiser state, keeping this run's `fused` setting (fused Adam on CUDA) rather than the writer's."""
-    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=True):
-        if "fused" in group:
-            saved["fused"] = group["fused"]
-    optimizer.load_state_dict(state)
-
-
-def on_uncaught(kind, error, tb):
-    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
-    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
-        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
-              "--no-torch-deterministic", file=sys.stderr)
-    else:
-        sys.__excepthook__(kind, error, tb)
-
-
-def on_stop_signal(signum, frame):
-    """Ctrl-C (SIGINT), a scheduler's SIGTERM: the loop finishes its iteration, checkpoints and exits 128 + signal."""
-    global stop_signal
-    stop_signal = signum
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    check_args(args, world)
-    distributed, rank, cpu_group = world > 1, 0, None
-    use_cuda = torch.cuda.is_available() and args.cuda
-    if distributed:  # launched by torchrun: one process per device, the batch split across them
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        rank = dist.get_rank()
-        cpu_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=24))  # outlasts a long download
-
-    # TRY NOT TO MODIFY: seeding (per rank: image pools differ, DDP broadcasts rank 0's weights)
-    random.seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
-    torch.manual_seed(args.seed + rank)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.backends.cudnn.benchmark = not args.torch_deterministic
-    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        sys.excepthook = on_uncaught
-    device = torch.device(f"cuda:{torch.cuda.current_device()}" if use_cuda else "cpu")
+def train(args: Args):
+    check_args(args)
+    run = Run(args)  # the common block below: seeding, device, and on --resume the checkpoint's model args
+    args, device = run.args, run.device
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    ckpt = load_checkpoint(args.resume) if args.resume else None
-    read_images = lambda files, size: torch.stack([read_rgb(p, size, half) for p, half in files]).to(device)
-    normalize = lambda x: x.float().div(127.5).sub(1.0)  # uint8 [0, 255] -> float [-1, 1]
-
-    # Data: lists of files; only rank 0 downloads, the others wait for it
-    train_a, train_b, test_a, test_b, paired = find_images(args, rank, cpu_group)
-    length = max(len(train_a), len(train_b))  # an epoch (official: max(|A|, |B|))
-    per_epoch = length // args.batch_size
-    if per_epoch == 0:
-        fail(f"--batch-size {args.batch_size} exceeds the {length} training images")
-    total_iters = min(args.epochs * per_epoch, args.max_iters or float("inf"))
-    load_size = round(args.img_size * 286 / 256)  # official --load_size 286 for --crop_size 256
-    in_memory = (len(train_a) + len(train_b)) * 3 * load_size ** 2 <= args.in_memory_limit_mb * 2 ** 20
 
     n_blocks = args.n_blocks or (9 if args.img_size >= 256 else 6)  # Appendix 7.2: 6 blocks at 128, 9 at 256
     g_nets = CycleGenerators({"g_ab": ResnetGenerator(args.ngf, n_blocks), "g_ba": ResnetGenerator(args.ngf, n_blocks)})
@@ -410,107 +373,63 @@ if __name__ == "__main__":
                                                  fused=device.type == "cuda") for net in (g_nets, d_nets))
     scheduler_g, scheduler_d = (torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(args.epochs, args.epochs_decay))
                                 for opt in (optimizer_g, optimizer_d))
-    pool_a, pool_b = [], []  # histories: F(b) for D_A, G(a) for D_B
-    nets = {"g_ab": g_nets.g_ab, "g_ba": g_nets.g_ba, "d_a": d_nets.d_a, "d_b": d_nets.d_b}
-    states = dict(optimizer_g=optimizer_g, optimizer_d=optimizer_d, scheduler_g=scheduler_g, scheduler_d=scheduler_d)
+    pool_a, pool_b = ImagePool(device), ImagePool(device)  # this rank's histories: F(b) for D_A, G(a) for D_B
+    run.restore({**g_nets, **d_nets, "optimizer_g": optimizer_g, "optimizer_d": optimizer_d, "scheduler_g": scheduler_g,
+                 "scheduler_d": scheduler_d}, per_rank={"pool_a": pool_a, "pool_b": pool_b})  # g_ab, g_ba, d_a, d_b
+    if args.input_dir is not None:  # --eval-only --input-dir: a folder of one domain's images through G or F
+        translate_folder(g_nets.g_ab if args.direction == "AtoB" else g_nets.g_ba, args, device)
+        return
+    # the G step runs D outside DDP (frozen, nothing to sync); the D step through DDP under torchrun
+    g_train, d_train_a, d_train_b = run.prepare(g_nets), run.prepare(d_nets.d_a), run.prepare(d_nets.d_b)
+    d_a, d_b = run.prepare(d_nets.d_a, ddp=False), run.prepare(d_nets.d_b, ddp=False)
 
-    iteration, train_seconds, run_dir = 0, 0.0, None  # G updates (= (a, b) batches consumed), training time so far
-    if ckpt is not None:
-        try:
-            for name, obj in [*nets.items(), *(states.items() if not args.eval_only else [])]:
-                (load_optimizer if name.startswith("optimizer") else type(obj).load_state_dict)(obj, ckpt[name])
-            if not args.eval_only:
-                if len(ckpt["ranks"]) != world:
-                    raise ValueError(f"written by {len(ckpt['ranks'])} process(es), resumed with {world}")
-                own = ckpt["ranks"][rank]  # this rank's image pools and RNG states (CPU tensors)
-                pool_a[:], pool_b[:] = ([t.to(device) for t in own[k]] for k in ("pool_a", "pool_b"))
-                for key, set_state in [("python", random.setstate), ("numpy", np.random.set_state),
-                                       ("torch", torch.set_rng_state), ("cuda", torch.cuda.set_rng_state)]:
-                    if own["rng"][key] is not None and (key != "cuda" or device.type == "cuda"):
-                        set_state(own["rng"][key])
-            iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
-        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's file, no dict
-            fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-    # the G step runs D outside DDP (frozen, nothing to sync); the D step through DDP when distributed
-    trained = [nn.parallel.DistributedDataParallel(m) if distributed else m for m in (g_nets, d_nets.d_a, d_nets.d_b)]
-    g_train, d_train_a, d_train_b, d_a, d_b = [torch.compile(m) if args.compile else m for m in
-                                               [*trained, d_nets.d_a, d_nets.d_b]]
-
-    def training_batches(files: list, domain: int):
-        """uint8 crops per step: from the set held on the device when small, else streamed (the same batches)."""
-        sampler = epoch_batches(len(files), length, args.batch_size, args.seed, domain, iteration, rank, world)
-        if in_memory:
-            data = read_images(files, load_size)  # on the device; the host copy is dropped
-            return (torch.stack([augment(data[i], key, args.img_size) for i, key in batch]) for batch in sampler)
-        return iter(torch.utils.data.DataLoader(
-            ImageFiles(files, load_size, args.img_size), batch_sampler=sampler, num_workers=args.num_workers,
-            persistent_workers=args.num_workers > 0, pin_memory=device.type == "cuda"))
-
-    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration, write
-    signal.signal(signal.SIGTERM, on_stop_signal)  # a checkpoint, exit 128 + signal; DataLoader workers ignore them
-    streams = [] if args.eval_only else [training_batches(train_a, 0), training_batches(train_b, 1)]
-    atexit.register(streams.clear)  # DataLoader workers ignore SIGTERM: end them before multiprocessing joins them
-
-    # TRY NOT TO MODIFY: run folder and logging, rank 0 only (a resumed run keeps writing into its own folder)
-    run_dir = run_dir or f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    writer, ckpt_path = None, f"{run_dir}/checkpoint.pt"
-    if rank == 0:
-        os.makedirs(f"{run_dir}/samples", exist_ok=True)
-        writer = SummaryWriter(run_dir)
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
-                                                                              asdict(args).items()))
-
-    def save_checkpoint():  # all ranks take part (their image pools and RNG states are gathered); rank 0 writes
-        own = {"pool_a": [t.cpu() for t in pool_a], "pool_b": [t.cpu() for t in pool_b],
-               "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                       "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}}
-        ranks = [own] * world
-        if distributed:
-            dist.all_gather_object(ranks, own)
-        if rank == 0:
-            torch.save({**{k: v.state_dict() for k, v in {**nets, **states}.items()}, "iteration": iteration,
-                        "step": iteration, "epoch": iteration // per_epoch, "args": asdict(args), "ranks": ranks,
-                        "train_seconds": train_seconds + time.time() - start_time - eval_seconds}, ckpt_path + ".tmp")
-            os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic
+    # Data: lists of files (the test split for the grid and translations.npz); rank 0 downloads, the others wait
+    train_a, train_b, test_a, test_b, paired = run.rank0_first(find_images, args)
+    length = max(len(train_a), len(train_b))  # an epoch (official: max(|A|, |B|))
+    n_batches = length // args.batch_size  # the last incomplete batch is dropped
+    if n_batches == 0:
+        fail(f"--batch-size {args.batch_size} exceeds the {length} training images")
+    total_iters = min(args.epochs * n_batches, args.max_iters or float("inf"))
 
     @torch.no_grad()
-    def translate_test(m: int) -> dict:
-        """uint8 {a2b,b2a}_{inputs,outputs,cycle} of the first m test images (eval = train mode: no dropout, no BN)."""
-        out, to_uint8 = {}, lambda x: ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    def translations(m: int, final: bool = True) -> dict:
+        """uint8 {a2b,b2a}_{inputs,outputs,cycle} of the first m test images (eval = train mode: no dropout, no BN),
+        and {a2b,b2a}_targets where the test split is paired (AB sets, or the same file names in testA and testB)."""
+        out = {}
         for d, files, net, back in [("a2b", test_a[:m], g_nets.g_ab, g_nets.g_ba),
                                     ("b2a", test_b[:m], g_nets.g_ba, g_nets.g_ab)]:
             parts = []
             for i in range(0, len(files), 16):
-                x = read_images(files[i:i + 16], args.img_size)
+                x = read_images(files[i:i + 16], args.img_size, device)
                 y = net(normalize(x))
-                parts.append((x, to_uint8(y), to_uint8(back(y))))
+                parts.append((x.cpu(), to_uint8(y), to_uint8(back(y))))
             for k, v in zip(["inputs", "outputs", "cycle"], zip(*parts, strict=True), strict=True):
-                out[f"{d}_{k}"] = torch.cat(v)
+                out[f"{d}_{k}"] = torch.cat(v).numpy()
+        if paired:
+            out.update(a2b_targets=out["b2a_inputs"], b2a_targets=out["a2b_inputs"])
         return out
 
-    def write_translations(path: str, m: int, **extra):  # translate_test(m), + targets where paired, atomically
-        arrays = {**{k: v.cpu().numpy() for k, v in translate_test(m).items()}, **extra}
-        if paired:
-            arrays.update(a2b_targets=arrays["b2a_inputs"], b2a_targets=arrays["a2b_inputs"])
-        with open(path + ".tmp", "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(path + ".tmp", path)
+    def grid() -> torch.Tensor:
+        """Rows a | G(a) | F(G(a)) | b | F(b) | G(F(b)) for the first (up to) 4 test images."""
+        t, n = translations(4), min(4, len(test_a), len(test_b))
+        rows = np.stack([t[f"{d}_{k}"][:n] for d in ("a2b", "b2a") for k in ("inputs", "outputs", "cycle")], 1)
+        return torchvision.utils.make_grid(torch.from_numpy(rows).flatten(0, 1).float() / 255, nrow=6)
 
-    def write_samples():  # rows: a | G(a) | F(G(a)) | b | F(b) | G(F(b)) for the first (up to) 4 test images
-        t, n = translate_test(4), min(4, len(test_a), len(test_b))
-        rows = torch.stack([t[f"{d}_{k}"][:n] for d in ("a2b", "b2a") for k in ("inputs", "outputs", "cycle")], 1)
-        grid = torchvision.utils.make_grid(rows.flatten(0, 1).float() / 255, nrow=6)
-        torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
-        writer.add_image("samples", grid, iteration)
+    run.open(args.dataset, grid, translations, artefact="translations.npz", eval_size=50)  # eval files: 50 each way
+    load_size = round(args.img_size * 286 / 256)  # official --load_size 286 for --crop_size 256
+    in_memory = (len(train_a) + len(train_b)) * 3 * load_size ** 2 <= args.in_memory_limit_mb * 2 ** 20
+    sets = [None, None]  # --eval-only: no training data
+    if not args.eval_only:  # uint8 at the load size, on the device when small; else the files, read by the loader
+        sets = [read_images(files, load_size, device) if in_memory else files for files in (train_a, train_b)]
+    read_batch = functools.partial(read_images, size=load_size, device="cpu")  # in the loader's workers
+    # A and B: independent orders (index_batches' seeds (seed * 100_003 + epoch) * 2 + domain), `length` per epoch
+    batches_a, batches_b = (run.batches(data, args.batch_size, read_batch, args.num_workers, length=length, streams=2,
+                                        stream=domain) for domain, data in enumerate(sets))
 
     # ALGO LOGIC: Section 4 training loop (one iteration = one update of G and F, then of D_A and D_B)
-    if rank == 0:
-        print(f"cyclegan.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
-    start_time, start_iter, eval_seconds, stopping = time.time(), iteration, 0.0, 0
-    while not args.eval_only and iteration < total_iters and not stopping:
-        real_a, real_b = (normalize(next(s).to(device, non_blocking=True)).contiguous(memory_format=fmt)
-                          for s in streams)
+    for iteration in run.loop(total_iters, n_batches):
+        real_a, real_b = (crop_batch(next(batches), args, domain, iteration - 1, n_batches, run.rank, run.world)
+                          .contiguous(memory_format=fmt) for domain, batches in enumerate((batches_a, batches_b)))
 
         # (1) Update G and F: minimise Eq. 3 = LSGAN terms + lambda * cycle (Eq. 2) + lambda * lambda_idt * identity
         d_nets.requires_grad_(False)
@@ -534,67 +453,349 @@ if __name__ == "__main__":
         optimizer_d.zero_grad(set_to_none=True)
         (d_loss_a + d_loss_b).backward()  # D_A and D_B share no weights: one backward, one optimiser
         optimizer_d.step()
-        iteration += 1
 
-        # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here; ranks agree on stops)
-        stopping = stop_signal  # read once: a signal that lands after this line stops the next iteration
-        if distributed:  # the signal any rank got, so that every rank stops at this same iteration (CPU group: no sync)
-            flag = torch.tensor(stopping)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=cpu_group)
-            stopping = int(flag)
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stopping
-        if iteration % args.log_interval == 0 or at_checkpoint:
-            terms = {"g_gan": (g_gan_a, g_gan_b), "cycle_loss": (cycle_loss_a, cycle_loss_b),
-                     "identity_loss": (identity_loss_a, identity_loss_b), "d_loss": (d_loss_a, d_loss_b)}
-            values = {"losses/g_loss": g_loss, **{f"losses/{k}": a + b for k, (a, b) in terms.items()},
-                      **{f"losses/{k}_{d}": v for k, pair in terms.items() for d, v in zip("ab", pair, strict=True)},
-                      "charts/d_real": torch.cat([out_a[:n], out_b[:n]]).mean(),
-                      "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean()}
-            stacked = torch.stack([v.detach().float() for v in values.values()])
-            if distributed:  # mean over ranks: every rank logs and checks the same values
-                dist.all_reduce(stacked)
-                stacked /= world
-            losses = dict(zip(values, stacked.tolist(), strict=True))
-            shown = " | ".join(f"{k[7:]} {losses[k]:.4f}" for k in list(losses)[:5])  # g_loss, its terms, d_loss
-            if not all(np.isfinite(v) for v in losses.values()):
-                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
-                fail(f"non-finite loss at iteration {iteration} ({shown}); the last good checkpoint is {last}", 1)
-            its = (iteration - start_iter) / (time.time() - start_time - eval_seconds)
-            if rank == 0:  # SPS: A and B training images per second
-                for k, v in {**losses, "charts/SPS": its * 2 * args.batch_size,
-                             "charts/learning_rate": optimizer_g.param_groups[0]["lr"]}.items():
-                    writer.add_scalar(k, v, iteration)
-                print(f"iter {iteration}/{total_iters} | epoch {iteration // per_epoch} | {shown} | {its:.2f} it/s "
-                      f"| ETA {(total_iters - iteration) / its:.0f}s", flush=True)
-        if iteration % args.sample_interval == 0 and rank == 0:
-            write_samples()
-        if args.eval_interval and iteration % args.eval_interval == 0 and rank == 0:  # quality over time (untimed)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.time()
-            write_translations(f"{run_dir}/samples_{iteration:07d}.npz", 50, iteration=iteration,  # a fixed subset
-                               train_seconds=train_seconds + t0 - start_time - eval_seconds)
-            eval_seconds += time.time() - t0
-        if iteration % per_epoch == 0:  # linear decay, stepped at the end of each epoch (official)
+        terms = {"g_gan": (g_gan_a, g_gan_b), "cycle_loss": (cycle_loss_a, cycle_loss_b),
+                 "identity_loss": (identity_loss_a, identity_loss_b), "d_loss": (d_loss_a, d_loss_b)}
+        per_domain = {f"losses/{k}_{d}": v for k, pair in terms.items() for d, v in zip("ab", pair, strict=True)}
+        run.log(iteration, {"losses/g_loss": g_loss, **{f"losses/{k}": a + b for k, (a, b) in terms.items()},
+                            **per_domain, "charts/d_real": torch.cat([out_a[:n], out_b[:n]]).mean(),
+                            "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean(),
+                            "charts/learning_rate": optimizer_g.param_groups[0]["lr"]})
+        if iteration % n_batches == 0:  # linear decay, stepped at the end of each epoch (official)
             scheduler_g.step()
             scheduler_d.step()
-        if at_checkpoint:
-            save_checkpoint()
-    streams.clear()  # DataLoader workers, if any, end here
+    run.finish()
 
-    # Final artefacts (rank 0): grid and translations.npz over the test split in both directions
-    if stopping:  # every rank says so (one write each, so the ranks' lines do not interleave)
-        sys.stderr.write(f"stopped by {signal.Signals(stopping).name} at iteration {iteration}: checkpoint written to "
-                         f"{ckpt_path}\n")
-    elif rank == 0:
-        print(f"writing the final sample grid and translations.npz to {run_dir}", flush=True)
-        write_samples()
-        if args.num_eval_samples > 0:
-            write_translations(f"{run_dir}/translations.npz", args.num_eval_samples)
-        print(f"done: {iteration} iterations; artefacts in {run_dir}")
-    if rank == 0:
-        writer.close()
-    if distributed:  # every rank waits for rank 0's files, then all tear down together
-        dist.barrier(cpu_group)
-        dist.destroy_process_group()
-    sys.exit(128 + stopping if stopping else 0)
+
+# ===================== CleanGAN common block: the same text in every script, TRY NOT TO MODIFY =====================
+# Plumbing, not the paper; docs/contract.md explains it once. train() above: run = Run(args); run.restore(state);
+# run.open(...); run.batches(...); `for iteration in run.loop(total, n_batches):` the paper's updates, then
+# run.log(iteration, {tag: value}); run.finish().
+RUN_FLAGS = ("exp_name", "torch_deterministic", "cuda", "data_dir", "download", "epochs", "max_iters", "log_interval",
+             "sample_interval", "checkpoint_interval", "num_eval_samples", "resume", "eval_only", "compile",
+             "eval_interval", "track", "wandb_project_name", "wandb_entity", "workers", "num_workers",
+             "in_memory_limit_mb", "input_dir", "backend")  # the command line's on --resume; see Run.__init__
+
+
+def fail(msg: str, code: int = 2):
+    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
+    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_common(args, positive=(), non_negative=()):
+    """The common flags' checks, and the script's own integer flags that must be > 0 or >= 0."""
+    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", *positive]:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "eval_interval", *non_negative]:
+        if getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    if not args.lr > 0:
+        fail(f"--lr must be > 0 (got {args.lr})")
+    if not (0 <= getattr(args, "beta1", 0) < 1 and 0 <= getattr(args, "beta2", 0) < 1):
+        fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        fail(f"--resume {args.resume}: no such checkpoint file")
+    if args.eval_only and args.resume is None:
+        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] on any device -> uint8 [0, 255] on the CPU."""
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def save_atomic(obj, path: str):
+    """torch.save (np.savez for .npz) to a temporary file, fsync, rename, fsync the folder: never a truncated file."""
+    with open(path + ".tmp", "wb") as f:
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    os.fsync(folder)
+    os.close(folder)
+
+
+def index_batches(n: int, batch_size: int, seed: int, start=0, rank=0, world=1, length=0, streams=1, stream=0):
+    """Endless index batches from global batch `start` on (so a resumed run continues exactly): epoch e permutes
+    `length` (default n) indices seeded by (seed, e, stream), drops its last incomplete batch; rank r takes slice r."""
+    length = length or n
+    for step in itertools.count(start):
+        epoch, i = divmod(step, length // batch_size)
+        if i == 0 or step == start:
+            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * streams + stream)
+            perm = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-length // n))])[:length]
+        first = i * batch_size + rank * (batch_size // world)
+        yield perm[first:first + batch_size // world]
+
+
+def quiet_worker(worker_id: int):
+    """Workers leave SIGINT/SIGTERM (sent to the whole process group by torchrun, Slurm, docker) to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def load_state(obj, saved):
+    """load_state_dict (copy_ for a tensor); an optimiser keeps this run's `fused`, and its states take their
+    parameter's layout (fused Adam needs them equal: a contiguous checkpoint resumed into channels_last weights)."""
+    if torch.is_tensor(obj):
+        obj.copy_(saved)
+        return
+    if isinstance(obj, torch.optim.Optimizer):
+        for group, mine in zip(saved["param_groups"], obj.param_groups, strict=True):
+            group["fused"] = mine.get("fused")
+    obj.load_state_dict(saved)
+    if isinstance(obj, torch.optim.Optimizer):
+        for p, state in obj.state.items():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
+class Run:
+    """One run's plumbing. After --resume, run.args holds the checkpoint's model args."""
+
+    def __init__(self, args):
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.ckpt, self.iteration, self.step, self.seconds, self.stop_signal = None, 0, 0, 0.0, None
+        if args.resume:
+            try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
+                self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
+                if not isinstance(self.ckpt, dict):
+                    raise TypeError(f"it holds a {type(self.ckpt).__name__}")
+                saved = {k: v for k, v in self.ckpt["args"].items() if k not in RUN_FLAGS and hasattr(args, k)}
+            except Exception as e:  # garbage, a truncated copy, another program's pickle: torch.load raises many kinds
+                fail(f"--resume {args.resume}: not a readable checkpoint ({type(e).__name__}: {e})".splitlines()[0])
+            default = type(args)()  # an arg the command line leaves at its default takes the checkpoint's value
+            taken = {k: v for k, v in saved.items() if getattr(args, k) == getattr(default, k)}
+            notes = [f"{k}={v!r}" for k, v in taken.items() if v != getattr(args, k)] + [
+                f"{k}={getattr(args, k)!r} as typed (checkpoint: {v!r})" for k, v in saved.items() if k not in taken]
+            if notes and self.rank == 0:
+                print("--resume: args from the checkpoint unless typed: " + ", ".join(notes))
+            args = dataclasses.replace(args, **taken)
+        self.args, self.streams, self.state, self.per_rank = args, [], {}, {}
+        random.seed(args.seed + self.rank)  # each rank its own streams; DDP copies rank 0's initial weights
+        np.random.seed(args.seed + self.rank)
+        torch.manual_seed(args.seed + self.rank)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        torch.backends.cudnn.benchmark = not args.torch_deterministic
+        if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (before CUDA starts)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            sys.excepthook = on_uncaught
+        cuda = torch.cuda.is_available() and args.cuda
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+        if self.world > 1:  # launched by torchrun; a plain `python script.py` never takes a distributed path
+            if cuda:
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(getattr(args, "backend", None) or ("nccl" if cuda else "gloo"))
+        atexit.register(self.close)  # streaming workers ignore SIGTERM: end them before multiprocessing joins them
+        signal.signal(signal.SIGINT, self.on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration,
+        signal.signal(signal.SIGTERM, self.on_stop_signal)  # write a checkpoint, exit 128 + signal
+
+    def on_stop_signal(self, signum, frame):
+        self.stop_signal = signum
+
+    def rank0_first(self, fn, *fn_args):
+        """fn(*fn_args) on rank 0 first (a download), then on the other ranks, which wait for it without a time-out."""
+        if self.world > 1:
+            waiting_room = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
+        if self.rank == 0:
+            result = fn(*fn_args)
+        if self.world > 1:
+            dist.barrier(waiting_room)
+        return result if self.rank == 0 else fn(*fn_args)
+
+    def prepare(self, module: nn.Module, ddp: bool = True) -> nn.Module:
+        """DDP under torchrun (no buffer broadcast before each forward: it changes BatchNorm statistics that cuDNN's
+        backward saved, pytorch/pytorch#175024), then torch.compile under --compile."""
+        if ddp and self.world > 1:
+            module = nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+        return torch.compile(module) if self.args.compile else module
+
+    def restore(self, state: dict, per_rank: Optional[dict] = None):
+        """Name what a checkpoint holds (modules, optimisers, schedulers, tensors; per_rank: each rank's own) and load
+        it on --resume (--eval-only: the networks only)."""
+        self.state, self.per_rank = state, per_rank or {}
+        if self.ckpt is None:
+            return
+        try:
+            for name, obj in state.items():
+                if not self.args.eval_only or isinstance(obj, nn.Module):
+                    load_state(obj, self.ckpt[name])
+            self.iteration, self.step, self.seconds = self.ckpt["iteration"], self.ckpt["step"], self.ckpt["seconds"]
+            if not self.args.eval_only:
+                if len(self.ckpt["ranks"]) != self.world:
+                    raise ValueError(f"written by {len(self.ckpt['ranks'])} process(es), resumed with {self.world}")
+                own = self.ckpt["ranks"][self.rank]
+                for name, obj in self.per_rank.items():
+                    load_state(obj, own[name])
+                random.setstate(own["python"])
+                np.random.set_state(own["numpy"])
+                torch.set_rng_state(own["torch"])
+                if self.device.type == "cuda" and own["cuda"] is not None:
+                    torch.cuda.set_rng_state(own["cuda"], self.device)
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's or shape's file
+            fail(f"--resume {self.args.resume} does not match this model ({str(e).splitlines()[0][:200]})")
+
+    def open(self, dataset: str, grid, samples, artefact: str = "samples.npz", eval_size: int = 2000):
+        """Run folder (a resumed run keeps its own), TensorBoard, W&B; grid() -> a float image for samples/*.png,
+        samples(n, final) -> uint8 arrays for the eval files and the final artefact."""
+        self.grid, self.samples, self.artefact, self.eval_size = grid, samples, artefact, eval_size
+        name = f"{dataset}__{self.args.exp_name}__{self.args.seed}__{int(time.time())}"
+        self.dir = os.path.dirname(os.path.abspath(self.args.resume)) if self.args.resume else f"runs/{name}"
+        self.ckpt_path = f"{self.dir}/checkpoint.pt"
+        if self.rank == 0:
+            os.makedirs(f"{self.dir}/samples", exist_ok=True)
+            if self.args.track:  # CleanRL's convention: W&B mirrors the TensorBoard events
+                import wandb
+                wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity, sync_tensorboard=True,
+                           config=dataclasses.asdict(self.args), name=os.path.basename(self.dir), save_code=True)
+            self.writer = SummaryWriter(self.dir)
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+                f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items()))
+
+    def batches(self, data, batch_size: int, collate_fn=None, workers: int = 0, **order):
+        """Endless uint8 minibatches on the device in index_batches' order from the resumed batch on: slices of a
+        tensor kept there (small sets), or read by ONE DataLoader for the run (collate_fn: items -> batch)."""
+        if data is None:  # --eval-only reads no data
+            return None
+        indices = index_batches(len(data), batch_size, self.args.seed, self.step, self.rank, self.world, **order)
+        if isinstance(data, torch.Tensor):
+            source = (data[i.to(data.device, non_blocking=True)] for i in indices)
+        else:  # the loader's own generator keeps its seed draw off the global RNG
+            source = (x.to(self.device, non_blocking=True) for x in torch.utils.data.DataLoader(
+                data, batch_sampler=(i.tolist() for i in indices), collate_fn=collate_fn, num_workers=workers,
+                persistent_workers=workers > 0, pin_memory=self.device.type == "cuda", worker_init_fn=quiet_worker,
+                generator=torch.Generator().manual_seed(self.args.seed)))
+        self.streams.append(self.counted(source, first=not self.streams))
+        return self.streams[-1]
+
+    def counted(self, source, first: bool):
+        for x in source:
+            self.step += first  # batches consumed (of the first stream: CycleGAN's two domains advance together)
+            yield x
+
+    def loop(self, total_iters: int, n_batches: int):
+        """Generator updates iteration + 1 ... total_iters; after each: grid, eval file, checkpoint, stop."""
+        self.total, self.n_batches, self.eval_seconds = total_iters, n_batches, 0.0
+        self.start_time, self.start_iter, self.start_step, self.stop = time.time(), self.iteration, self.step, None
+        if self.rank == 0:
+            print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
+                  f"-> {total_iters}", flush=True)
+        while self.iteration < total_iters and not self.args.eval_only:
+            self.iteration += 1
+            yield self.iteration
+            if self.iteration % self.args.sample_interval == 0 and self.rank == 0:
+                self.write_grid()
+            if self.args.eval_interval and self.iteration % self.args.eval_interval == 0 and self.rank == 0:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # the training seconds exclude the time spent here
+                t0 = time.time()
+                save_atomic({**self.samples(self.eval_size, False), "iteration": self.iteration,
+                             "train_seconds": self.train_seconds(t0)}, f"{self.dir}/samples_{self.iteration:07d}.npz")
+                self.eval_seconds += time.time() - t0
+            if self.at_checkpoint():
+                self.save_checkpoint()
+            if self.stop:
+                if self.rank == 0:
+                    print(f"stopped by {signal.Signals(self.stop).name}: checkpoint in {self.ckpt_path}",
+                          file=sys.stderr)
+                self.close()
+                sys.exit(128 + self.stop)
+
+    def train_seconds(self, now: float) -> float:
+        return self.seconds + now - self.start_time - self.eval_seconds
+
+    def at_checkpoint(self) -> bool:
+        return self.iteration % self.args.checkpoint_interval == 0 or self.iteration == self.total or bool(self.stop)
+
+    def log(self, iteration: int, values: dict):
+        """At log points (every --log-interval, checkpoints, a stop signal: read once per iteration, agreed on by the
+        ranks) the only host sync: losses/* and charts/* (rank means) to TensorBoard and stdout; non-finite: exit 1."""
+        self.stop = self.stop_signal if self.world == 1 else None
+        if iteration % self.args.log_interval != 0 and not self.at_checkpoint():
+            return
+        stats = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                             for v in values.values()])
+        if self.world > 1:  # the mean over ranks, and the stop signal any rank got
+            sig = torch.tensor(self.stop_signal or 0, device=self.device)
+            dist.all_reduce(stats)
+            dist.all_reduce(sig, op=dist.ReduceOp.MAX)
+            stats, self.stop = stats / self.world, int(sig) or None
+        values = dict(zip(values, stats.tolist(), strict=True))
+        losses = {k: v for k, v in values.items() if k.startswith("losses/")}
+        if not all(np.isfinite(v) for v in losses.values()):
+            last = self.ckpt_path if os.path.exists(self.ckpt_path) else "not written yet"
+            fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
+        seconds = time.time() - self.start_time
+        its = (iteration - self.start_iter) / seconds
+        sps = (self.step - self.start_step) * self.args.batch_size / seconds
+        if self.rank == 0:  # SPS: training images consumed per second (WGAN's critic steps each take a minibatch)
+            for k, v in {**values, "charts/SPS": sps}.items():
+                self.writer.add_scalar(k, v, iteration)
+            shown = "".join(f" | {k[7:]} {losses[k]:.4f}" for k in ("losses/d_loss", "losses/g_loss") if k in losses)
+            print(f"iter {iteration}/{self.total} | epoch {self.step // self.n_batches}{shown} | {its:.2f} it/s | "
+                  f"ETA {(self.total - iteration) / its:.0f}s", flush=True)
+
+    def save_checkpoint(self):
+        """Every rank's RNG states (and per_rank state) are gathered; rank 0 writes the file atomically."""
+        own = {**{k: v.state_dict() for k, v in self.per_rank.items()}, "python": random.getstate(),
+               "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        ranks = [own] * self.world
+        if self.world > 1:
+            dist.all_gather_object(ranks, own)
+        if self.rank == 0:
+            states = {k: v if torch.is_tensor(v) else v.state_dict() for k, v in self.state.items()}
+            save_atomic({**states, "iteration": self.iteration, "step": self.step, "epoch": self.step // self.n_batches,
+                         "args": dataclasses.asdict(self.args), "ranks": ranks,
+                         "seconds": self.train_seconds(time.time())}, self.ckpt_path)
+
+    def write_grid(self):
+        image = self.grid()
+        torchvision.utils.save_image(image, f"{self.dir}/samples/{self.iteration:07d}.png")
+        self.writer.add_image("samples", image, self.iteration)
+
+    def close(self):
+        """End the streams' DataLoader workers (they ignore SIGTERM) and, under torchrun, the process group, after
+        each rank prints a checksum of its parameters (equal on every rank; BatchNorm statistics are each rank's)."""
+        for stream in self.streams:
+            stream.close()
+        self.streams.clear()
+        if self.world > 1 and dist.is_initialized():
+            digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for net in self.state.values()
+                                             if isinstance(net, nn.Module) for v in net.parameters()))
+            print(f"rank {self.rank}: iteration {self.iteration}, weights sha256 {digest.hexdigest()}", flush=True)
+            dist.destroy_process_group()
+
+    def finish(self):
+        """Ranks other than 0 end here; rank 0 writes the final grid and artefact (the whole of --eval-only)."""
+        self.close()
+        if self.rank != 0:
+            sys.exit(0)
+        print(f"writing the final sample grid and {self.artefact} to {self.dir}", flush=True)
+        self.write_grid()
+        if self.args.num_eval_samples > 0:
+            save_atomic(self.samples(self.args.num_eval_samples, True), f"{self.dir}/{self.artefact}")
+        self.writer.close()
+        print(f"done: {self.iteration} iterations; artefacts in {self.dir}")
+# ================================================ end of common block ================================================
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))

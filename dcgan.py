@@ -313,9 +313,9 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-        how = "download failed (offline?)" if download else "not found"
-        fail(f"{name} {how}: expected {os.path.join(data_dir, cls.__name__)} ({type(e).__name__}); pass --data-dir "
-             f"pointing at the folder that holds {cls.__name__}, or run once with --download while online", 1)
+        folder = {"cifar10": "cifar-10-batches-py", "svhn": "train_32x32.mat"}.get(name, cls.__name__)
+        fail(f"{name} {'download failed (offline?)' if download else 'not found'}: expected {data_dir}/{folder} "
+             f"({type(e).__name__}); pass --data-dir holding it, or run once with --download while online", 1)
     images = torch.as_tensor(ds.data)
     if images.ndim == 3:  # MNIST-like (N, H, W); SVHN is already (N, 3, H, W)
         images = images.unsqueeze(1)
@@ -333,7 +333,7 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
 RUN_FLAGS = ("exp_name", "torch_deterministic", "cuda", "data_dir", "download", "epochs", "max_iters", "log_interval",
              "sample_interval", "checkpoint_interval", "num_eval_samples", "resume", "eval_only", "compile",
              "eval_interval", "track", "wandb_project_name", "wandb_entity", "workers", "num_workers",
-             "in_memory_limit_mb", "input_dir")  # the command line's on --resume; the other args are the checkpoint's
+             "in_memory_limit_mb", "input_dir", "backend")  # the command line's on --resume; see Run.__init__
 
 
 def fail(msg: str, code: int = 2):
@@ -434,13 +434,18 @@ class Run:
         if args.resume:
             try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
                 self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
+                if not isinstance(self.ckpt, dict):
+                    raise TypeError(f"it holds a {type(self.ckpt).__name__}")
                 saved = {k: v for k, v in self.ckpt["args"].items() if k not in RUN_FLAGS and hasattr(args, k)}
             except Exception as e:  # garbage, a truncated copy, another program's pickle: torch.load raises many kinds
                 fail(f"--resume {args.resume}: not a readable checkpoint ({type(e).__name__}: {e})".splitlines()[0])
-            changed = [f"{k}={v!r} (typed {getattr(args, k)!r})" for k, v in saved.items() if getattr(args, k) != v]
-            if changed and self.rank == 0:
-                print("--resume: the network and training args are the checkpoint's: " + ", ".join(changed))
-            args = dataclasses.replace(args, **saved)
+            default = type(args)()  # an arg the command line leaves at its default takes the checkpoint's value
+            taken = {k: v for k, v in saved.items() if getattr(args, k) == getattr(default, k)}
+            notes = [f"{k}={v!r}" for k, v in taken.items() if v != getattr(args, k)] + [
+                f"{k}={getattr(args, k)!r} as typed (checkpoint: {v!r})" for k, v in saved.items() if k not in taken]
+            if notes and self.rank == 0:
+                print("--resume: args from the checkpoint unless typed: " + ", ".join(notes))
+            args = dataclasses.replace(args, **taken)
         self.args, self.streams, self.state, self.per_rank = args, [], {}, {}
         random.seed(args.seed + self.rank)  # each rank its own streams; DDP copies rank 0's initial weights
         np.random.seed(args.seed + self.rank)
@@ -456,7 +461,7 @@ class Run:
         if self.world > 1:  # launched by torchrun; a plain `python script.py` never takes a distributed path
             if cuda:
                 torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if cuda else "gloo")
+            dist.init_process_group(getattr(args, "backend", None) or ("nccl" if cuda else "gloo"))
         atexit.register(self.close)  # streaming workers ignore SIGTERM: end them before multiprocessing joins them
         signal.signal(signal.SIGINT, self.on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration,
         signal.signal(signal.SIGTERM, self.on_stop_signal)  # write a checkpoint, exit 128 + signal
@@ -547,7 +552,7 @@ class Run:
     def loop(self, total_iters: int, n_batches: int):
         """Generator updates iteration + 1 ... total_iters; after each: grid, eval file, checkpoint, stop."""
         self.total, self.n_batches, self.eval_seconds = total_iters, n_batches, 0.0
-        self.start_time, self.start_iter, self.stop = time.time(), self.iteration, None
+        self.start_time, self.start_iter, self.start_step, self.stop = time.time(), self.iteration, self.step, None
         if self.rank == 0:
             print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
                   f"-> {total_iters}", flush=True)
@@ -566,7 +571,9 @@ class Run:
             if self.at_checkpoint():
                 self.save_checkpoint()
             if self.stop:
-                print(f"stopped by {signal.Signals(self.stop).name}: checkpoint in {self.ckpt_path}", file=sys.stderr)
+                if self.rank == 0:
+                    print(f"stopped by {signal.Signals(self.stop).name}: checkpoint in {self.ckpt_path}",
+                          file=sys.stderr)
                 self.close()
                 sys.exit(128 + self.stop)
 
@@ -594,9 +601,11 @@ class Run:
         if not all(np.isfinite(v) for v in losses.values()):
             last = self.ckpt_path if os.path.exists(self.ckpt_path) else "not written yet"
             fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
-        its = (iteration - self.start_iter) / (time.time() - self.start_time)
-        if self.rank == 0:
-            for k, v in {**values, "charts/SPS": its * self.args.batch_size}.items():
+        seconds = time.time() - self.start_time
+        its = (iteration - self.start_iter) / seconds
+        sps = (self.step - self.start_step) * self.args.batch_size / seconds
+        if self.rank == 0:  # SPS: training images consumed per second (WGAN's critic steps each take a minibatch)
+            for k, v in {**values, "charts/SPS": sps}.items():
                 self.writer.add_scalar(k, v, iteration)
             shown = "".join(f" | {k[7:]} {losses[k]:.4f}" for k in ("losses/d_loss", "losses/g_loss") if k in losses)
             print(f"iter {iteration}/{self.total} | epoch {self.step // self.n_batches}{shown} | {its:.2f} it/s | "
@@ -623,13 +632,13 @@ class Run:
 
     def close(self):
         """End the streams' DataLoader workers (they ignore SIGTERM) and, under torchrun, the process group, after
-        each rank prints a checksum of its weights (tests compare them)."""
+        each rank prints a checksum of its parameters (equal on every rank; BatchNorm statistics are each rank's)."""
         for stream in self.streams:
             stream.close()
         self.streams.clear()
         if self.world > 1 and dist.is_initialized():
             digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for net in self.state.values()
-                                             if isinstance(net, nn.Module) for v in net.state_dict().values()))
+                                             if isinstance(net, nn.Module) for v in net.parameters()))
             print(f"rank {self.rank}: iteration {self.iteration}, weights sha256 {digest.hexdigest()}", flush=True)
             dist.destroy_process_group()
 

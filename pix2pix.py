@@ -12,7 +12,9 @@ Paper-to-code map
 - Section 3.3 / 4, Adam 2e-4, beta1 0.5, batch 1 .. `Args` defaults; `lr_lambda`: the port's decay (paper: constant)
 - Section 6.2 / official aligned_dataset.py ....... `read_ab` (resize to 286), `augment` (random 256 crop, flip)
 """
+import atexit
 import contextlib
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -26,7 +28,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
@@ -37,7 +39,6 @@ import torch.nn.functional as F
 import torchvision
 import torchvision.transforms.v2.functional as TF
 import tyro
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -83,6 +84,12 @@ class Args:
     """if toggled, `torch.compile` the networks"""
     eval_interval: int = 0
     """every this many generator updates write samples_{iteration:07d}.npz (quality over time; 0 = off)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (sync_tensorboard; needs `pip install -r requirements-track.txt`)"""
+    wandb_project_name: str = "cleangan"
+    """the Weights and Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights and Biases entity (team); None: your default"""
 
     # Algorithm specific arguments
     dataset: Literal["facades", "maps", "edges2shoes", "edges2handbags", "night2day", "cityscapes",
@@ -118,45 +125,44 @@ class Args:
 
 IMG_EXT = (".jpg", ".jpeg", ".png")
 EVAL_IMAGES = 50  # the fixed test subset of each --eval-interval file
-read_rgb = lambda path: torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W) uint8
-resize = lambda img, size: TF.resize(img, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-normalise = lambda x: x.float().div_(127.5).sub_(1.0)  # uint8 [0, 255] -> float [-1, 1]
-# G over uint8 (N, 3, S, S) inputs in chunks (the batch BatchNorm sees at test time) -> float in [-1, 1]
-translate = lambda g, x, chunk: torch.cat([g(normalise(x[i:i + chunk])) for i in range(0, len(x), chunk)])
 
 
-def fail(msg: str, code: int = 2):
-    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
-    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
-    sys.exit(code)
+def read_rgb(path: str) -> torch.Tensor:
+    """An image file -> uint8 (3, H, W)."""
+    return torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
+
+
+def resize(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Bicubic, antialiased resize to (size, size) (official: Image.BICUBIC)."""
+    return TF.resize(img, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def translate(g: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """G over uint8 (N, 3, S, S) inputs in chunks (the batch BatchNorm sees at test time) -> float in [-1, 1]."""
+    return torch.cat([g(normalise(x[i:i + chunk])) for i in range(0, len(x), chunk)])
 
 
 def check_args(args: Args):
-    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", "img_size", "ngf",
-                 "ndf", "n_layers_d"]:
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
-    for name in ["max_iters", "num_eval_samples", "eval_interval", "in_memory_limit_mb", "num_workers"]:
-        if getattr(args, name) < 0:
-            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    check_common(args, positive=["img_size", "ngf", "ndf", "n_layers_d"],
+                 non_negative=["in_memory_limit_mb", "num_workers"])
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    for bad, msg in [
-        (not 0 <= args.epochs_decay <= args.epochs, f"--epochs-decay must lie in [0, epochs] (is {args.epochs_decay})"),
-        (not args.lr > 0, f"--lr must be > 0 (got {args.lr})"),
-        (not (0 <= args.beta1 < 1 and 0 <= args.beta2 < 1), f"--beta1 and --beta2 must lie in [0, 1) (got "
-                                                             f"{args.beta1}, {args.beta2})"),
-        (not args.lambda_l1 >= 0, f"--lambda-l1 must be >= 0 (got {args.lambda_l1})"),
-        (args.img_size < 32 or args.img_size & (args.img_size - 1),
-         f"--img-size must be a power of two >= 32 (the U-Net halves it down to 1x1; got {args.img_size})"),
-        (args.img_size < 4 * 2 ** args.n_layers_d,
-         f"--n-layers-d {args.n_layers_d} needs --img-size >= {4 * 2 ** args.n_layers_d} (PatchGAN map >= 1x1)"),
-        (args.batch_size % world, f"--batch-size {args.batch_size} must be a multiple of the {world} processes"),
-        (args.eval_only and args.resume is None, "--eval-only needs --resume PATH (the checkpoint to translate with)"),
-        (args.input_dir is not None and not (args.eval_only and list_images(args.input_dir)),
-         f"--input-dir {args.input_dir}: needs --eval-only and a folder holding {'/'.join(IMG_EXT)} images"),
-    ]:
-        if bad:
-            fail(msg)
+    if not 0 <= args.epochs_decay <= args.epochs:
+        fail(f"--epochs-decay must lie in [0, epochs] (is {args.epochs_decay})")
+    if not args.lambda_l1 >= 0:
+        fail(f"--lambda-l1 must be >= 0 (got {args.lambda_l1})")
+    if args.img_size < 32 or args.img_size & (args.img_size - 1):
+        fail(f"--img-size must be a power of two >= 32 (the U-Net halves it down to 1x1; got {args.img_size})")
+    if args.img_size < 4 * 2 ** args.n_layers_d:
+        fail(f"--n-layers-d {args.n_layers_d} needs --img-size >= {4 * 2 ** args.n_layers_d} (PatchGAN map >= 1x1)")
+    if args.batch_size % world:
+        fail(f"--batch-size {args.batch_size} must be a multiple of the {world} processes")
+    if args.input_dir is not None and not (args.eval_only and list_images(args.input_dir)):
+        fail(f"--input-dir {args.input_dir}: needs --eval-only and a folder holding {'/'.join(IMG_EXT)} images")
 
 
 def list_images(folder: str) -> list:
@@ -194,21 +200,17 @@ def read_pairs(paths: list, size: int, direction: str) -> torch.Tensor:
     return torch.stack([read_ab(p, size, direction) for p in paths])
 
 
-def find_data(args: Args, rank: int = 0):
+def find_data(args: Args):
     """Paths of the train split, of the grid's 8 images (val, else test) and of the eval split (test, else val); the
-    test split is never trained on. Under torchrun only rank 0 downloads; the other ranks wait at a barrier."""
+    test split is never trained on. Downloads a missing dataset (under torchrun rank 0 does, the others wait)."""
     root = args.data_dir if args.dataset == "folder" else os.path.join(args.data_dir, args.dataset)
     how, url = "not found", f"{args.mirror.rstrip('/')}/{args.dataset}.tar.gz"
     fetch = args.download and args.dataset not in ("folder", "cityscapes")
-    if fetch and dist.is_initialized():  # made by every rank first; its timeout outlasts a download (NCCL's: 10 min)
-        waiting_room = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=24))
-    if fetch and rank == 0 and not list_images(os.path.join(root, "train")):
+    if fetch and not list_images(os.path.join(root, "train")):
         try:
             download(url, args.dataset, args.data_dir)
         except (OSError, ValueError, tarfile.TarError) as e:
             how = f"download from {url} failed ({type(e).__name__}; offline?)"
-    if fetch and dist.is_initialized():
-        dist.barrier(waiting_room)
     files = {s: list_images(os.path.join(root, s)) for s in ("train", "val", "test")}
     if not files["train"] or not (files["val"] or files["test"]):
         hint = {"cityscapes": "it cannot be downloaded: see the official datasets/prepare_cityscapes_dataset.py",
@@ -216,24 +218,6 @@ def find_data(args: Args, rank: int = 0):
         fail(f"{args.dataset} {how}: expected AB images (A|B side by side) in {root}/train and {root}/val or "
              f"{root}/test; pass --data-dir pointing at the folder that holds them, {hint}", 1)
     return files["train"], (files["val"] or files["test"])[:8], files["test"] or files["val"]
-
-
-def quiet_worker(worker_id: int):
-    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which finishes its iteration and checkpoints."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0):
-    """This rank's minibatch indices from global step `start` on, without end: epoch e is one permutation seeded by
-    (seed, e) (the order depends only on batches consumed: exact resume); rank r takes slice r of each global batch."""
-    local, per_epoch = batch_size // world, n // batch_size
-    for step in itertools.count(start):
-        epoch, i = divmod(step, per_epoch)
-        if i == 0 or step == start:
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        first = i * batch_size + rank * local
-        yield perm[first:first + local].tolist()
 
 
 def augment(batch: torch.Tensor, size: int) -> torch.Tensor:
@@ -276,7 +260,10 @@ class UnetGenerator(nn.Module):
     def __init__(self, img_size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3):
         super().__init__()
         depth = img_size.bit_length() - 1  # log2
-        ch = lambda i: ngf * min(2 ** i, 8)  # inner channels of level i (0 = outermost)
+
+        def ch(i: int) -> int:  # inner channels of level i (0 = outermost)
+            return ngf * min(2 ** i, 8)
+
         block = None
         for i in reversed(range(depth)):
             block = UnetBlock(out_ch if i == 0 else ch(i - 1), ch(i), in_ch if i == 0 else None, block, i == 0,
@@ -349,62 +336,20 @@ def test_mode(g: nn.Module, dropout: bool, batch_stats: bool, seed: int, device)
         g.train()
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint onto the CPU whatever wrote it (RNG states must be CPU tensors); unreadable: one line."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # garbage, a truncated copy, a full disk: torch.load raises many kinds
-        fail(f"--resume {path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-
-
-def load_state(obj, state: dict):
-    """load_state_dict; an optimiser keeps this run's `fused` setting (fused Adam on CUDA), not the writer's."""
-    if isinstance(obj, torch.optim.Optimizer):
-        for saved, group in zip(state["param_groups"], obj.param_groups, strict=True):
-            saved["fused"] = group["fused"]
-    obj.load_state_dict(state)
-
-
-def on_uncaught(kind, error, tb):
-    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
-    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
-        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
-              "--no-torch-deterministic", file=sys.stderr)
-    else:
-        sys.__excepthook__(kind, error, tb)
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
+def train(args: Args):
     check_args(args)
-    ckpt = load_checkpoint(args.resume) if args.resume else None
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    distributed = world > 1  # launched by torchrun; a plain `python pix2pix.py` never takes a distributed path
-
-    # TRY NOT TO MODIFY: seeding (each rank its own augmentation stream; DDP copies rank 0's initial weights)
-    random.seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
-    torch.manual_seed(args.seed + rank)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.backends.cudnn.benchmark = not args.torch_deterministic
-    if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (set before CUDA starts)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        sys.excepthook = on_uncaught
-    cuda = torch.cuda.is_available() and args.cuda
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
-    if distributed:
-        if cuda:
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if cuda else "gloo")
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    run = Run(args)  # the common block below: seeding, device, and on --resume the checkpoint's model args
+    args, device = run.args, run.device
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
     # Data: a small training split lives on the device as one uint8 tensor at load size (no host copy); a larger one
     # streams from disk through one DataLoader for the whole run. Crops and flips happen on the device either way.
+    # --eval-only reads no training images (the grid and translations.npz need the val and test splits only), and
+    # --eval-only --input-dir needs no dataset at all.
     load_size = args.img_size * 286 // 256  # official load_size 286 for crop_size 256
-    n_batches = total_iters = 0
+    data, n_batches, total_iters = None, 1, 0
     if args.input_dir is None:
-        train_files, grid_files, eval_files = find_data(args, rank)
+        train_files, grid_files, eval_files = run.rank0_first(find_data, args)
         n_batches = len(train_files) // args.batch_size
         if n_batches == 0:
             fail(f"--batch-size {args.batch_size} exceeds the {len(train_files)} training images")
@@ -412,103 +357,47 @@ if __name__ == "__main__":
         grid_data = read_pairs(grid_files, args.img_size, args.direction).to(device)
         n_eval = max(args.num_eval_samples, EVAL_IMAGES if args.eval_interval else 0)
         eval_data = read_pairs(eval_files[:n_eval], args.img_size, args.direction) if n_eval else None  # on the host
+        in_memory = len(train_files) * 6 * load_size ** 2 <= args.in_memory_limit_mb * 2 ** 20
+        if not args.eval_only and in_memory:
+            data = torch.empty(len(train_files), 6, load_size, load_size, dtype=torch.uint8, device=device)
+            for i, path in enumerate(train_files):
+                data[i] = read_ab(path, load_size, args.direction)  # (6, load, load): input | target channels
+        elif not args.eval_only:  # streamed: the Dataset is the file list, the workers decode whole batches
+            data = train_files
 
     generator = UnetGenerator(args.img_size, args.ngf).apply(init_weights).to(device, memory_format=fmt)
     discriminator = PatchDiscriminator(args.ndf, args.n_layers_d).apply(init_weights).to(device, memory_format=fmt)
     optimizer_g, optimizer_d = [torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
-                                                 fused=cuda) for net in (generator, discriminator)]
+                                                 fused=device.type == "cuda") for net in (generator, discriminator)]
     scheduler_g, scheduler_d = [torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.epochs, args.epochs_decay))
                                 for opt in (optimizer_g, optimizer_d)]  # stepped once per epoch
+    run.restore({"generator": generator, "discriminator": discriminator, "optimizer_g": optimizer_g,
+                 "optimizer_d": optimizer_d, "scheduler_g": scheduler_g, "scheduler_d": scheduler_d})
+    g_train, d_train = run.prepare(generator), run.prepare(discriminator)
+    d_frozen = run.prepare(discriminator, ddp=False)  # D's pass in the G step: the plain module, no gradient sync
+    chunk = args.batch_size // run.world if args.test_batch_stats else 32  # test-time batch: the per-rank batch
 
-    state = {"generator": generator, "discriminator": discriminator, "optimizer_g": optimizer_g,
-             "optimizer_d": optimizer_d, "scheduler_g": scheduler_g, "scheduler_d": scheduler_d}
-    iteration, train_seconds, run_dir = 0, 0.0, None  # generator updates (= minibatches) done, training time so far
-    if ckpt is not None:
-        try:
-            for k, v in state.items():
-                load_state(v, ckpt[k])
-            iteration, train_seconds = ckpt["iteration"], ckpt.get("train_seconds", 0.0)
-            if rank < len(ckpt["rng"]):  # each rank's own torch RNG streams (the only ones drawn from), CPU tensors
-                torch.set_rng_state(ckpt["rng"][rank]["torch"])
-                if cuda and ckpt["rng"][rank]["cuda"] is not None:
-                    torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"], device)
-        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's file, no dict
-            fail(f"--resume {args.resume} does not match this model and flags ({str(e).splitlines()[0][:200]})")
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-
-    if total_iters and not args.eval_only:  # this rank's minibatches (uint8, load size) from the resumed step on
-        sampler = epoch_batches(len(train_files), args.batch_size, args.seed, rank, world, start=iteration)
-        if len(train_files) * 6 * load_size ** 2 <= args.in_memory_limit_mb * 2 ** 20:
-            data = torch.empty(len(train_files), 6, load_size, load_size, dtype=torch.uint8, device=device)
-            for i, path in enumerate(train_files):
-                data[i] = read_ab(path, load_size, args.direction)  # (6, load, load): input | target channels
-            batches = (data[torch.tensor(idx).to(device, non_blocking=True)] for idx in sampler)
-        else:  # workers decode whole batches; the generator keeps the loader's seed draw off the global RNG
-            batches = iter(torch.utils.data.DataLoader(
-                train_files, batch_sampler=sampler, num_workers=args.num_workers, pin_memory=cuda,
-                collate_fn=functools.partial(read_pairs, size=load_size, direction=args.direction),
-                persistent_workers=args.num_workers > 0, worker_init_fn=quiet_worker,
-                generator=torch.Generator().manual_seed(args.seed)))
-
-    g_train, d_train, d_frozen = generator, discriminator, discriminator
-    if distributed:  # gradients averaged over the ranks; D's G-step pass goes through the plain module (frozen)
-        g_train, d_train = DDP(generator), DDP(discriminator)  # each on this rank's one device
-    if args.compile:
-        g_train, d_train, d_frozen = torch.compile(g_train), torch.compile(d_train), torch.compile(d_frozen)
-
-    # TRY NOT TO MODIFY: run folder and logging, rank 0 only (a resumed run keeps writing into its own folder)
-    run_dir = run_dir or f"runs/{args.dataset}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if rank == 0:
-        os.makedirs(f"{run_dir}/samples", exist_ok=True)
-        writer = SummaryWriter(run_dir)
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in
-                                                                              asdict(args).items()))
-    ckpt_path = f"{run_dir}/checkpoint.pt"
-    chunk = args.batch_size // world if args.test_batch_stats else 32  # test-time batch: the per-rank training batch
-
-    def save_checkpoint():
-        rngs = [{"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if cuda else None}] * world
-        if distributed:  # every rank's own streams
-            dist.all_gather_object(rngs, rngs[rank])
-        if rank == 0:
-            torch.save({**{k: v.state_dict() for k, v in state.items()}, "iteration": iteration, "step": iteration,
-                        "epoch": iteration // n_batches, "args": asdict(args), "rng": rngs,
-                        "train_seconds": train_seconds + time.time() - start_time - eval_seconds}, ckpt_path + ".tmp")
-            os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic
-
-    def write_samples():
+    def grid() -> torch.Tensor:
         """Rows input | output | target of the fixed grid batch (val split, else test), G in test mode."""
         with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed, device):
             out = translate(generator, grid_data[:, :3], chunk)
-        grid = torchvision.utils.make_grid(torch.cat([normalise(grid_data[:, :3]), out, normalise(grid_data[:, 3:])]),
+        return torchvision.utils.make_grid(torch.cat([normalise(grid_data[:, :3]), out, normalise(grid_data[:, 3:])]),
                                            nrow=len(grid_data), normalize=True, value_range=(-1, 1))
-        torchvision.utils.save_image(grid, f"{run_dir}/samples/{iteration:07d}.png")
-        writer.add_image("samples", grid, iteration)
 
-    def write_translations(path: str, pairs: torch.Tensor, **extra):
-        """inputs, outputs, targets (uint8) of eval-split pairs in test mode (RNG fork seeded seed + 1), atomically."""
+    def samples(n: int, final: bool) -> dict:
+        """inputs, outputs, targets (uint8) of the first n eval-split pairs in test mode (RNG fork seeded seed + 1)."""
+        pairs = eval_data[:n]
         with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed + 1, device):
             outputs = translate(generator, pairs[:, :3].to(device), chunk)
-        outputs = ((outputs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        with open(path + ".tmp", "wb") as f:
-            np.savez_compressed(f, inputs=pairs[:, :3].numpy(), outputs=outputs, targets=pairs[:, 3:].numpy(), **extra)
-        os.replace(path + ".tmp", path)
+        return {"inputs": pairs[:, :3], "outputs": to_uint8(outputs), "targets": pairs[:, 3:]}
 
-    stop_signal = None
-
-    def on_stop_signal(signum, frame):
-        global stop_signal
-        stop_signal = signum
-
-    signal.signal(signal.SIGINT, on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM (preemption, docker stop):
-    signal.signal(signal.SIGTERM, on_stop_signal)  # finish the iteration, write a checkpoint, exit 128 + signal
+    run.open(args.dataset, grid, samples, artefact="translations.npz", eval_size=EVAL_IMAGES)
+    collate = functools.partial(read_pairs, size=load_size, direction=args.direction)
+    batches = run.batches(data, args.batch_size, collate, args.num_workers)  # uint8 (B, 6, load, load)
 
     # ALGO LOGIC: Eq. 4, alternating one D step and one G step per minibatch (Section 3.3)
-    if rank == 0:
-        print(f"pix2pix.py: {device}, run folder {run_dir}, iterations {iteration} -> {total_iters}", flush=True)
-    start_time, start_iter, eval_seconds, stop = time.time(), iteration, 0.0, None
-    while iteration < total_iters and not args.eval_only and not stop:
-        real_ab = augment(next(batches).to(device, non_blocking=True), args.img_size).contiguous(memory_format=fmt)
+    for iteration in run.loop(total_iters, n_batches):
+        real_ab = augment(next(batches), args.img_size).contiguous(memory_format=fmt)
         real_a, real_b = real_ab[:, :3], real_ab[:, 3:]  # input x, target y in [-1, 1]
         fake_b = g_train(real_a)  # G(x); the noise z is the dropout inside G (Section 3.1)
 
@@ -528,73 +417,357 @@ if __name__ == "__main__":
         g_loss.backward()
         optimizer_g.step()
         discriminator.requires_grad_(True)
-        iteration += 1
 
-        # TRY NOT TO MODIFY: logging, divergence check and checkpoints (host syncs only here)
-        stopping = stop_signal  # read once: a signal that lands after this line stops a later iteration
-        stop = None if distributed else stopping  # under torchrun the ranks agree on stopping at log points
-        at_checkpoint = iteration % args.checkpoint_interval == 0 or iteration == total_iters or stop
-        if iteration % args.log_interval == 0 or at_checkpoint:
-            stats = torch.stack([d_loss, g_loss, g_gan, l1_loss, torch.sigmoid(real_logits).mean(),
-                                 torch.sigmoid(fake_logits).mean()]).detach()
-            if distributed:  # mean over ranks, and the signal any rank got, so that every rank decides the same
-                sig = torch.tensor(stopping or 0, device=device)
-                dist.all_reduce(stats)
-                dist.all_reduce(sig, op=dist.ReduceOp.MAX)
-                stats, stop = stats / world, int(sig) or None
-                at_checkpoint = at_checkpoint or stop
-            d_l, g_l, g_g, l1_l, d_real, d_fake = stats.tolist()
-            losses = {"d_loss": d_l, "g_loss": g_l, "g_gan": g_g, "l1_loss": l1_l}
-            if not all(np.isfinite(v) for v in losses.values()):
-                last = ckpt_path if os.path.exists(ckpt_path) else "not written yet"
-                fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
-            its = (iteration - start_iter) / (time.time() - start_time)
-            if rank == 0:
-                for k, v in {**{f"losses/{k}": v for k, v in losses.items()}, "charts/d_real": d_real,
-                             "charts/d_fake": d_fake, "charts/SPS": its * args.batch_size,
-                             "charts/learning_rate": optimizer_g.param_groups[0]["lr"]}.items():
-                    writer.add_scalar(k, v, iteration)
-                print(f"iter {iteration}/{total_iters} | epoch {iteration // n_batches} | d_loss {d_l:.4f} | g_loss "
-                      f"{g_l:.4f} | l1 {l1_l:.4f} | {its:.2f} it/s | ETA {(total_iters - iteration) / its:.0f}s",
-                      flush=True)
-        if iteration % args.sample_interval == 0 and rank == 0:
-            write_samples()
-        if args.eval_interval and iteration % args.eval_interval == 0 and rank == 0:  # quality over time
-            if cuda:
-                torch.cuda.synchronize(device)  # the training seconds exclude the time spent here
-            t0 = time.time()
-            write_translations(f"{run_dir}/samples_{iteration:07d}.npz", eval_data[:EVAL_IMAGES], iteration=iteration,
-                               train_seconds=train_seconds + t0 - start_time - eval_seconds)
-            eval_seconds += time.time() - t0
+        run.log(iteration, {"losses/d_loss": d_loss, "losses/g_loss": g_loss, "losses/g_gan": g_gan,
+                            "losses/l1_loss": l1_loss, "charts/d_real": torch.sigmoid(real_logits).mean(),
+                            "charts/d_fake": torch.sigmoid(fake_logits).mean(),
+                            "charts/learning_rate": optimizer_g.param_groups[0]["lr"]})
         if iteration % n_batches == 0:  # lr stepped at each epoch's end (the port's update_learning_rate), after the
             scheduler_g.step()  # logs of the epoch's last iteration, which show the rate it trained with
             scheduler_d.step()
-        if at_checkpoint:
-            save_checkpoint()
-    batches = None  # ends the DataLoader's workers
 
-    if distributed:  # every rank ends (or stops) with the same weights: each prints a checksum that tests compare
-        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in generator.parameters()))
-        print(f"rank {rank}: iteration {iteration}, generator sha256 {digest.hexdigest()}", flush=True)
-        dist.destroy_process_group()
-    if stop:
-        if rank == 0:
-            print(f"stopped by {signal.Signals(stop).name}: checkpoint written to {ckpt_path}", file=sys.stderr)
-        sys.exit(128 + stop)
-    if rank != 0:
-        sys.exit(0)
-
-    if args.input_dir is not None:  # translate a folder of single-domain images of any size
-        os.makedirs(f"{run_dir}/translated", exist_ok=True)
+    if args.input_dir is None:
+        run.finish()  # the final grid and translations.npz over the test split (val where there is none)
+    elif run.rank == 0:  # --eval-only --input-dir: translate a folder of single-domain images of any size
+        os.makedirs(f"{run.dir}/translated", exist_ok=True)
         with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed + 1, device):
             for p in list_images(args.input_dir):
                 out = generator(normalise(resize(read_rgb(p), args.img_size)[None].to(device)))
                 name = os.path.splitext(os.path.basename(p))[0]
-                torchvision.utils.save_image(out * 0.5 + 0.5, f"{run_dir}/translated/{name}.png")
-    else:  # final artefacts: grid and translations.npz over the test split (val where there is none)
-        print(f"writing the final sample grid and translations.npz to {run_dir}", flush=True)
-        write_samples()
-        if args.num_eval_samples:
-            write_translations(f"{run_dir}/translations.npz", eval_data[:args.num_eval_samples])
-    writer.close()
-    print(f"done: {iteration} iterations; artefacts in {run_dir}")
+                torchvision.utils.save_image(out * 0.5 + 0.5, f"{run.dir}/translated/{name}.png")
+        run.writer.close()
+        print(f"done: translations in {run.dir}/translated")
+
+
+# ===================== CleanGAN common block: the same text in every script, TRY NOT TO MODIFY =====================
+# Plumbing, not the paper; docs/contract.md explains it once. train() above: run = Run(args); run.restore(state);
+# run.open(...); run.batches(...); `for iteration in run.loop(total, n_batches):` the paper's updates, then
+# run.log(iteration, {tag: value}); run.finish().
+RUN_FLAGS = ("exp_name", "torch_deterministic", "cuda", "data_dir", "download", "epochs", "max_iters", "log_interval",
+             "sample_interval", "checkpoint_interval", "num_eval_samples", "resume", "eval_only", "compile",
+             "eval_interval", "track", "wandb_project_name", "wandb_entity", "workers", "num_workers",
+             "in_memory_limit_mb", "input_dir", "backend")  # the command line's on --resume; see Run.__init__
+
+
+def fail(msg: str, code: int = 2):
+    """End the run with one line on stderr (2: bad arguments, 1: missing data or divergence)."""
+    print(f"{os.path.basename(__file__)}: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_common(args, positive=(), non_negative=()):
+    """The common flags' checks, and the script's own integer flags that must be > 0 or >= 0."""
+    for name in ["epochs", "batch_size", "log_interval", "sample_interval", "checkpoint_interval", *positive]:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    for name in ["max_iters", "num_eval_samples", "eval_interval", *non_negative]:
+        if getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    if not args.lr > 0:
+        fail(f"--lr must be > 0 (got {args.lr})")
+    if not (0 <= getattr(args, "beta1", 0) < 1 and 0 <= getattr(args, "beta2", 0) < 1):
+        fail(f"--beta1 and --beta2 must lie in [0, 1) (got {args.beta1}, {args.beta2})")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        fail(f"--resume {args.resume}: no such checkpoint file")
+    if args.eval_only and args.resume is None:
+        fail("--eval-only needs --resume PATH (the checkpoint to generate from)")
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] on any device -> uint8 [0, 255] on the CPU."""
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def save_atomic(obj, path: str):
+    """torch.save (np.savez for .npz) to a temporary file, fsync, rename, fsync the folder: never a truncated file."""
+    with open(path + ".tmp", "wb") as f:
+        if path.endswith(".npz"):
+            np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    os.fsync(folder)
+    os.close(folder)
+
+
+def index_batches(n: int, batch_size: int, seed: int, start=0, rank=0, world=1, length=0, streams=1, stream=0):
+    """Endless index batches from global batch `start` on (so a resumed run continues exactly): epoch e permutes
+    `length` (default n) indices seeded by (seed, e, stream), drops its last incomplete batch; rank r takes slice r."""
+    length = length or n
+    for step in itertools.count(start):
+        epoch, i = divmod(step, length // batch_size)
+        if i == 0 or step == start:
+            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * streams + stream)
+            perm = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-length // n))])[:length]
+        first = i * batch_size + rank * (batch_size // world)
+        yield perm[first:first + batch_size // world]
+
+
+def quiet_worker(worker_id: int):
+    """Workers leave SIGINT/SIGTERM (sent to the whole process group by torchrun, Slurm, docker) to the main process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def load_state(obj, saved):
+    """load_state_dict (copy_ for a tensor); an optimiser keeps this run's `fused`, and its states take their
+    parameter's layout (fused Adam needs them equal: a contiguous checkpoint resumed into channels_last weights)."""
+    if torch.is_tensor(obj):
+        obj.copy_(saved)
+        return
+    if isinstance(obj, torch.optim.Optimizer):
+        for group, mine in zip(saved["param_groups"], obj.param_groups, strict=True):
+            group["fused"] = mine.get("fused")
+    obj.load_state_dict(saved)
+    if isinstance(obj, torch.optim.Optimizer):
+        for p, state in obj.state.items():
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
+def on_uncaught(kind, error, tb):
+    """With --torch-deterministic, an op that has no deterministic CUDA kernel ends in one line, not a traceback."""
+    if issubclass(kind, RuntimeError) and "deterministic" in str(error):
+        print(f"{os.path.basename(__file__)}: error: --torch-deterministic: {str(error).splitlines()[0]}; rerun with "
+              "--no-torch-deterministic", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, tb)
+
+
+class Run:
+    """One run's plumbing. After --resume, run.args holds the checkpoint's model args."""
+
+    def __init__(self, args):
+        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        self.ckpt, self.iteration, self.step, self.seconds, self.stop_signal = None, 0, 0, 0.0, None
+        if args.resume:
+            try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
+                self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
+                if not isinstance(self.ckpt, dict):
+                    raise TypeError(f"it holds a {type(self.ckpt).__name__}")
+                saved = {k: v for k, v in self.ckpt["args"].items() if k not in RUN_FLAGS and hasattr(args, k)}
+            except Exception as e:  # garbage, a truncated copy, another program's pickle: torch.load raises many kinds
+                fail(f"--resume {args.resume}: not a readable checkpoint ({type(e).__name__}: {e})".splitlines()[0])
+            default = type(args)()  # an arg the command line leaves at its default takes the checkpoint's value
+            taken = {k: v for k, v in saved.items() if getattr(args, k) == getattr(default, k)}
+            notes = [f"{k}={v!r}" for k, v in taken.items() if v != getattr(args, k)] + [
+                f"{k}={getattr(args, k)!r} as typed (checkpoint: {v!r})" for k, v in saved.items() if k not in taken]
+            if notes and self.rank == 0:
+                print("--resume: args from the checkpoint unless typed: " + ", ".join(notes))
+            args = dataclasses.replace(args, **taken)
+        self.args, self.streams, self.state, self.per_rank = args, [], {}, {}
+        random.seed(args.seed + self.rank)  # each rank its own streams; DDP copies rank 0's initial weights
+        np.random.seed(args.seed + self.rank)
+        torch.manual_seed(args.seed + self.rank)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        torch.backends.cudnn.benchmark = not args.torch_deterministic
+        if args.torch_deterministic:  # cuBLAS needs a fixed workspace for deterministic matmuls (before CUDA starts)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            sys.excepthook = on_uncaught
+        cuda = torch.cuda.is_available() and args.cuda
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+        if self.world > 1:  # launched by torchrun; a plain `python script.py` never takes a distributed path
+            if cuda:
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(getattr(args, "backend", None) or ("nccl" if cuda else "gloo"))
+        atexit.register(self.close)  # streaming workers ignore SIGTERM: end them before multiprocessing joins them
+        signal.signal(signal.SIGINT, self.on_stop_signal)  # Ctrl-C and a scheduler's SIGTERM: finish the iteration,
+        signal.signal(signal.SIGTERM, self.on_stop_signal)  # write a checkpoint, exit 128 + signal
+
+    def on_stop_signal(self, signum, frame):
+        self.stop_signal = signum
+
+    def rank0_first(self, fn, *fn_args):
+        """fn(*fn_args) on rank 0 first (a download), then on the other ranks, which wait for it without a time-out."""
+        if self.world > 1:
+            waiting_room = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
+        if self.rank == 0:
+            result = fn(*fn_args)
+        if self.world > 1:
+            dist.barrier(waiting_room)
+        return result if self.rank == 0 else fn(*fn_args)
+
+    def prepare(self, module: nn.Module, ddp: bool = True) -> nn.Module:
+        """DDP under torchrun (no buffer broadcast before each forward: it changes BatchNorm statistics that cuDNN's
+        backward saved, pytorch/pytorch#175024), then torch.compile under --compile."""
+        if ddp and self.world > 1:
+            module = nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+        return torch.compile(module) if self.args.compile else module
+
+    def restore(self, state: dict, per_rank: Optional[dict] = None):
+        """Name what a checkpoint holds (modules, optimisers, schedulers, tensors; per_rank: each rank's own) and load
+        it on --resume (--eval-only: the networks only)."""
+        self.state, self.per_rank = state, per_rank or {}
+        if self.ckpt is None:
+            return
+        try:
+            for name, obj in state.items():
+                if not self.args.eval_only or isinstance(obj, nn.Module):
+                    load_state(obj, self.ckpt[name])
+            self.iteration, self.step, self.seconds = self.ckpt["iteration"], self.ckpt["step"], self.ckpt["seconds"]
+            if not self.args.eval_only:
+                if len(self.ckpt["ranks"]) != self.world:
+                    raise ValueError(f"written by {len(self.ckpt['ranks'])} process(es), resumed with {self.world}")
+                own = self.ckpt["ranks"][self.rank]
+                for name, obj in self.per_rank.items():
+                    load_state(obj, own[name])
+                random.setstate(own["python"])
+                np.random.set_state(own["numpy"])
+                torch.set_rng_state(own["torch"])
+                if self.device.type == "cuda" and own["cuda"] is not None:
+                    torch.cuda.set_rng_state(own["cuda"], self.device)
+        except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:  # another script's or shape's file
+            fail(f"--resume {self.args.resume} does not match this model ({str(e).splitlines()[0][:200]})")
+
+    def open(self, dataset: str, grid, samples, artefact: str = "samples.npz", eval_size: int = 2000):
+        """Run folder (a resumed run keeps its own), TensorBoard, W&B; grid() -> a float image for samples/*.png,
+        samples(n, final) -> uint8 arrays for the eval files and the final artefact."""
+        self.grid, self.samples, self.artefact, self.eval_size = grid, samples, artefact, eval_size
+        name = f"{dataset}__{self.args.exp_name}__{self.args.seed}__{int(time.time())}"
+        self.dir = os.path.dirname(os.path.abspath(self.args.resume)) if self.args.resume else f"runs/{name}"
+        self.ckpt_path = f"{self.dir}/checkpoint.pt"
+        if self.rank == 0:
+            os.makedirs(f"{self.dir}/samples", exist_ok=True)
+            if self.args.track:  # CleanRL's convention: W&B mirrors the TensorBoard events
+                import wandb
+                wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity, sync_tensorboard=True,
+                           config=dataclasses.asdict(self.args), name=os.path.basename(self.dir), save_code=True)
+            self.writer = SummaryWriter(self.dir)
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+                f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items()))
+
+    def batches(self, data, batch_size: int, collate_fn=None, workers: int = 0, **order):
+        """Endless uint8 minibatches on the device in index_batches' order from the resumed batch on: slices of a
+        tensor kept there (small sets), or read by ONE DataLoader for the run (collate_fn: items -> batch)."""
+        if data is None:  # --eval-only reads no data
+            return None
+        indices = index_batches(len(data), batch_size, self.args.seed, self.step, self.rank, self.world, **order)
+        if isinstance(data, torch.Tensor):
+            source = (data[i.to(data.device, non_blocking=True)] for i in indices)
+        else:  # the loader's own generator keeps its seed draw off the global RNG
+            source = (x.to(self.device, non_blocking=True) for x in torch.utils.data.DataLoader(
+                data, batch_sampler=(i.tolist() for i in indices), collate_fn=collate_fn, num_workers=workers,
+                persistent_workers=workers > 0, pin_memory=self.device.type == "cuda", worker_init_fn=quiet_worker,
+                generator=torch.Generator().manual_seed(self.args.seed)))
+        self.streams.append(self.counted(source, first=not self.streams))
+        return self.streams[-1]
+
+    def counted(self, source, first: bool):
+        for x in source:
+            self.step += first  # batches consumed (of the first stream: CycleGAN's two domains advance together)
+            yield x
+
+    def loop(self, total_iters: int, n_batches: int):
+        """Generator updates iteration + 1 ... total_iters; after each: grid, eval file, checkpoint, stop."""
+        self.total, self.n_batches, self.eval_seconds = total_iters, n_batches, 0.0
+        self.start_time, self.start_iter, self.start_step, self.stop = time.time(), self.iteration, self.step, None
+        if self.rank == 0:
+            print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
+                  f"-> {total_iters}", flush=True)
+        while self.iteration < total_iters and not self.args.eval_only:
+            self.iteration += 1
+            yield self.iteration
+            if self.iteration % self.args.sample_interval == 0 and self.rank == 0:
+                self.write_grid()
+            if self.args.eval_interval and self.iteration % self.args.eval_interval == 0 and self.rank == 0:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # the training seconds exclude the time spent here
+                t0 = time.time()
+                save_atomic({**self.samples(self.eval_size, False), "iteration": self.iteration,
+                             "train_seconds": self.train_seconds(t0)}, f"{self.dir}/samples_{self.iteration:07d}.npz")
+                self.eval_seconds += time.time() - t0
+            if self.at_checkpoint():
+                self.save_checkpoint()
+            if self.stop:
+                if self.rank == 0:
+                    print(f"stopped by {signal.Signals(self.stop).name}: checkpoint in {self.ckpt_path}",
+                          file=sys.stderr)
+                self.close()
+                sys.exit(128 + self.stop)
+
+    def train_seconds(self, now: float) -> float:
+        return self.seconds + now - self.start_time - self.eval_seconds
+
+    def at_checkpoint(self) -> bool:
+        return self.iteration % self.args.checkpoint_interval == 0 or self.iteration == self.total or bool(self.stop)
+
+    def log(self, iteration: int, values: dict):
+        """At log points (every --log-interval, checkpoints, a stop signal: read once per iteration, agreed on by the
+        ranks) the only host sync: losses/* and charts/* (rank means) to TensorBoard and stdout; non-finite: exit 1."""
+        self.stop = self.stop_signal if self.world == 1 else None
+        if iteration % self.args.log_interval != 0 and not self.at_checkpoint():
+            return
+        stats = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                             for v in values.values()])
+        if self.world > 1:  # the mean over ranks, and the stop signal any rank got
+            sig = torch.tensor(self.stop_signal or 0, device=self.device)
+            dist.all_reduce(stats)
+            dist.all_reduce(sig, op=dist.ReduceOp.MAX)
+            stats, self.stop = stats / self.world, int(sig) or None
+        values = dict(zip(values, stats.tolist(), strict=True))
+        losses = {k: v for k, v in values.items() if k.startswith("losses/")}
+        if not all(np.isfinite(v) for v in losses.values()):
+            last = self.ckpt_path if os.path.exists(self.ckpt_path) else "not written yet"
+            fail(f"non-finite loss at iteration {iteration} ({losses}); the last good checkpoint is {last}", 1)
+        seconds = time.time() - self.start_time
+        its = (iteration - self.start_iter) / seconds
+        sps = (self.step - self.start_step) * self.args.batch_size / seconds
+        if self.rank == 0:  # SPS: training images consumed per second (WGAN's critic steps each take a minibatch)
+            for k, v in {**values, "charts/SPS": sps}.items():
+                self.writer.add_scalar(k, v, iteration)
+            shown = "".join(f" | {k[7:]} {losses[k]:.4f}" for k in ("losses/d_loss", "losses/g_loss") if k in losses)
+            print(f"iter {iteration}/{self.total} | epoch {self.step // self.n_batches}{shown} | {its:.2f} it/s | "
+                  f"ETA {(self.total - iteration) / its:.0f}s", flush=True)
+
+    def save_checkpoint(self):
+        """Every rank's RNG states (and per_rank state) are gathered; rank 0 writes the file atomically."""
+        own = {**{k: v.state_dict() for k, v in self.per_rank.items()}, "python": random.getstate(),
+               "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        ranks = [own] * self.world
+        if self.world > 1:
+            dist.all_gather_object(ranks, own)
+        if self.rank == 0:
+            states = {k: v if torch.is_tensor(v) else v.state_dict() for k, v in self.state.items()}
+            save_atomic({**states, "iteration": self.iteration, "step": self.step, "epoch": self.step // self.n_batches,
+                         "args": dataclasses.asdict(self.args), "ranks": ranks,
+                         "seconds": self.train_seconds(time.time())}, self.ckpt_path)
+
+    def write_grid(self):
+        image = self.grid()
+        torchvision.utils.save_image(image, f"{self.dir}/samples/{self.iteration:07d}.png")
+        self.writer.add_image("samples", image, self.iteration)
+
+    def close(self):
+        """End the streams' DataLoader workers (they ignore SIGTERM) and, under torchrun, the process group, after
+        each rank prints a checksum of its parameters (equal on every rank; BatchNorm statistics are each rank's)."""
+        for stream in self.streams:
+            stream.close()
+        self.streams.clear()
+        if self.world > 1 and dist.is_initialized():
+            digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for net in self.state.values()
+                                             if isinstance(net, nn.Module) for v in net.parameters()))
+            print(f"rank {self.rank}: iteration {self.iteration}, weights sha256 {digest.hexdigest()}", flush=True)
+            dist.destroy_process_group()
+
+    def finish(self):
+        """Ranks other than 0 end here; rank 0 writes the final grid and artefact (the whole of --eval-only)."""
+        self.close()
+        if self.rank != 0:
+            sys.exit(0)
+        print(f"writing the final sample grid and {self.artefact} to {self.dir}", flush=True)
+        self.write_grid()
+        if self.args.num_eval_samples > 0:
+            save_atomic(self.samples(self.args.num_eval_samples, True), f"{self.dir}/{self.artefact}")
+        self.writer.close()
+        print(f"done: {self.iteration} iterations; artefacts in {self.dir}")
+# ================================================ end of common block ================================================
+
+
+if __name__ == "__main__":
+    train(tyro.cli(Args))

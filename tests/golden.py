@@ -17,6 +17,7 @@ from helpers import only_run_dir, read_scalars, run_inprocess, write_mnist  # no
 
 GOLDEN = Path(__file__).resolve().parent / "golden_losses.json"
 ITERS = 30
+THREADS = 2  # the runs compute with this many threads, whatever the machine or an earlier test set
 MNIST = ["--no-download", "--no-cuda", "--num-eval-samples", 0, "--log-interval", 1, "--max-iters", ITERS]
 # script -> (dataset writer, flags at tiny width; everything else is the script's default)
 CONFIGS = {
@@ -49,6 +50,8 @@ def write_data(kind: str, root: Path) -> Path:
 def logged_values(name: str) -> dict:
     """{tag: [[step, value], ...]} of one seeded tiny run (all scalars but charts/SPS)."""
     kind, flags = CONFIGS[name]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)  # a sum over another thread count differs in the last bits
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(kind, Path(tmp) / "data")
         cwd = Path(tmp) / "run"
@@ -56,11 +59,12 @@ def logged_values(name: str) -> dict:
         code, out, err = run_inprocess(name, ["--data-dir", data, *MNIST, *flags], cwd)
         assert code == 0, err[-3000:]
         scalars = read_scalars(only_run_dir(cwd))
+    torch.set_num_threads(threads)
     return {tag: [[s, v] for s, v in values] for tag, values in sorted(scalars.items()) if tag != "charts/SPS"}
 
 
 def environment() -> str:
-    return f"torch {torch.__version__}, {platform.machine()}, {torch.backends.cpu.get_cpu_capability()}"
+    return f"torch {torch.__version__}, {platform.machine()}, {torch.backends.cpu.get_cpu_capability()}"  # + THREADS
 
 
 def main(argv) -> int:

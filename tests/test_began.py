@@ -1,6 +1,11 @@
-"""began.py: Eq. 4's losses and k_t control, M_global, lr decay on stall, the conv/ELU autoencoder, learning signal,
-smoke run, a streamed folder, SIGTERM and exact resume, bad input."""
+"""began.py: Eq. 4's losses and k_t control, M_global, lr decay on stall (--lr-decay-margin), the conv/ELU
+autoencoder, learning signal, smoke run with the reconstruction grid, cifar10 and svhn, a streamed folder, SIGTERM and
+exact resume, torchrun, resume from the checkpoint's args, bad input."""
 import math
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,8 +23,10 @@ from helpers import (
     load_script,
     only_run_dir,
     read_scalars,
+    read_tags,
     run_inprocess,
     scores_on_checkpoint,
+    script_path,
 )
 
 began = load_script("began")
@@ -89,9 +96,9 @@ def test_lr_halves_when_the_window_mean_stalls_and_the_state_resumes():
         assert not any(steps[:2])  # decisions only at the end of a window
         decisions.append(steps[2])
         if i == 2:  # a mid-run save/restore changes nothing
-            state = dict(vars(sched))  # what the checkpoint holds
+            state = sched.state_dict()  # what the checkpoint holds
             sched = began.StallDecay(1e-4, window=3, margin=0.01)
-            vars(sched).update(state)
+            sched.load_state_dict(state)
     assert decisions == expected
     assert math.isclose(sched.lr, 1e-4 / 4) and math.isclose(sched.best, 0.3, rel_tol=1e-6)
     off = began.StallDecay(1e-4, window=0, margin=0.01)
@@ -99,7 +106,11 @@ def test_lr_halves_when_the_window_mean_stalls_and_the_state_resumes():
     # resuming mid-window: the device-side running sum is part of the state
     a = began.StallDecay(1.0, window=4, margin=0.0)
     [a.step(torch.tensor(x)) for x in (1.0, 2.0)]
-    assert vars(a)["count"] == 2 and float(vars(a)["total"]) == 3.0
+    assert a.state_dict()["count"] == 2 and float(a.state_dict()["total"]) == 3.0
+    # the margin: a window must beat the best by that fraction, else the lr halves
+    for margin, halved in [(0.0, False), (0.1, True)]:
+        m = began.StallDecay(1.0, window=1, margin=margin)
+        assert [m.step(torch.tensor(x)) for x in (1.0, 0.95)] == [False, halved]
 
 
 @pytest.mark.parametrize("img_size, scales", [(32, 3), (64, 4)])
@@ -173,8 +184,11 @@ def test_smoke_run(tmp_path, mnist_root):
     images = data["images"]
     assert images.dtype == np.uint8 and images.shape == (30, 1, 32, 32)
     assert "began.py: cpu, run folder runs/mnist__began__1__" in proc.stdout and "iterations 0 -> 3" in proc.stdout
-    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout and "k_t" in proc.stdout
+    assert "iter 3/3" in proc.stdout and "ETA" in proc.stdout
     assert (run / "samples" / "0000002.png").exists() and (run / "samples" / "0000003.png").exists()
+    # beside each sample grid, the reconstruction grid (training images x and D(x)); also in TensorBoard
+    assert (run / "samples" / "0000002_recon.png").exists() and (run / "samples" / "0000003_recon.png").exists()
+    assert "reconstructions" in read_tags(run)["images"]
     s = read_scalars(run)
     for (_, real), (_, d_real) in zip(s["losses/real_recon"], s["charts/d_real"], strict=True):
         assert real == d_real  # BEGAN's "D output" is the reconstruction error
@@ -182,13 +196,77 @@ def test_smoke_run(tmp_path, mnist_root):
     assert any(v != int(v) for _, v in s["charts/SPS"])  # a float, not truncated
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] == 3 and 0 <= float(ckpt["k_t"]) <= 1 and ckpt["scheduler"]["lr"] == 1e-4
-    assert ckpt["train_seconds"] > 0 and set(ckpt["rng"]) == {"torch", "cuda"}  # began never draws from python/numpy
+    assert ckpt["scheduler"]["margin"] == 0.01 and ckpt["seconds"] > 0 and len(ckpt["ranks"]) == 1
     began.Generator(1, 4, 8, 32).load_state_dict(ckpt["generator"])
     began.Discriminator(1, 4, 8, 32).load_state_dict(ckpt["discriminator"])
     # G's output bias starts at the data's mean pixel in [-1, 1] (docs item 7); 3 Adam steps move it by < 3 lr
     mean = began.load_images(began.Args(data_dir=str(mnist_root), download=False), "cpu").float().mean() / 127.5 - 1
     name, bias = list(ckpt["generator"].items())[-1]
     assert name.endswith("bias") and abs(float(bias) - float(mean)) < 3e-4 and float(mean) < -0.3
+
+
+def test_reconstruction_grid_pairs_training_images_with_ds_reconstructions(tmp_path, mnist_root):
+    """samples/*_recon.png: 50 training images x (the first 50 of the set) in the even tiles, each followed by the
+    run's D(x) (D from the checkpoint written at the same iteration), 10 tiles of 32x32 a row with 2-pixel padding."""
+    assert run_inprocess("began", [*base(mnist_root), "--max-iters", 2, "--num-eval-samples", 0], tmp_path)[0] == 0
+    run = only_run_dir(tmp_path)
+    grid = torchvision.io.decode_image(str(run / "samples" / "0000002_recon.png"))[0].float()  # grey: one channel
+    tiles = torch.stack([grid[2 + 34 * r:34 + 34 * r, 2 + 34 * c:34 + 34 * c] for r in range(10) for c in range(10)])
+    x = began.load_images(began.Args(data_dir=str(mnist_root), download=False), "cpu")[:50, 0].float()
+    torch.testing.assert_close(tiles[0::2], x, atol=1, rtol=0)  # normalised from [-1, 1]: back to the 0..255 pixels
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    d = began.Discriminator(1, 4, 8, 32)
+    d.load_state_dict(ckpt["discriminator"])
+    began.set_carry(2, (d, began.Args().carry_steps))
+    with torch.no_grad():
+        recon = d(x[:, None] / 127.5 - 1)[:, 0].clamp(-1, 1).add(1).mul(127.5)
+    torch.testing.assert_close(tiles[1::2], recon, atol=1.01, rtol=0)
+    assert (tiles[1::2] - tiles[0::2]).abs().mean() > 5  # D(x) is not x: 2 updates in, D reconstructs poorly
+
+
+def write_cifar10(root, n=20):
+    """CIFAR-10's python layout (cifar-10-batches-py: pickled batches of rows R..G..B, 3072 bytes an image), n images
+    in each of the five training batches; returns the training images as uint8 (5n, 3, 32, 32)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    images = torch.randint(0, 256, (5 * n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batches = [(f"data_batch_{i + 1}", images[i * n:(i + 1) * n]) for i in range(5)] + [("test_batch", images[:n])]
+    for name, x in batches:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": x.reshape(len(x), -1).numpy(), "labels": [0] * len(x)}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [str(i) for i in range(10)]}, f)
+    return images
+
+
+def write_svhn(root, n=60):
+    """SVHN's train_32x32.mat (X: 32 x 32 x 3 x N, y: N x 1, digit 0 labelled 10); returns X as uint8 (N, 3, 32, 32)."""
+    import scipy.io
+
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    root.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(root / "train_32x32.mat", {"X": images.permute(2, 3, 1, 0).numpy(), "y": np.full((n, 1), 10)})
+    return images
+
+
+@pytest.mark.parametrize("dataset, write", [("cifar10", write_cifar10), ("svhn", write_svhn)])
+def test_cifar10_and_svhn_train_on_32x32_rgb(tmp_path, monkeypatch, dataset, write):
+    """--dataset cifar10 / svhn read torchvision's files (here tiny ones, so the md5 checks are skipped) through the
+    image-data block: every training image, pixel for pixel, as (N, 3, 32, 32); a short run trains on them."""
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    monkeypatch.setattr(torchvision.datasets.svhn, "check_integrity", lambda *a, **k: True)
+    images = write(tmp_path / "data")
+    args = began.Args(dataset=dataset, data_dir=str(tmp_path / "data"), download=False)
+    assert torch.equal(began.load_images(args, "cpu"), images)
+    flags = ["--dataset", dataset, *base(tmp_path / "data"), "--max-iters", 2, "--num-eval-samples", 5]
+    rc, out, err = run_inprocess("began", flags, tmp_path)
+    assert rc == 0, err
+    run = only_run_dir(tmp_path)
+    assert run.name.startswith(f"{dataset}__began__1__")
+    assert np.load(run / "samples.npz")["images"].shape == (5, 3, 32, 32)
+    name, bias = list(torch.load(run / "checkpoint.pt", weights_only=False)["generator"].items())[-1]
+    assert name.endswith("bias")  # G's output bias starts at the data's mean colour, here per RGB channel
+    torch.testing.assert_close(bias, images.float().mean((0, 2, 3)) / 127.5 - 1, atol=3e-4, rtol=0)  # per channel
 
 
 def test_defaults_are_mnists_recipe_at_reference_width():
@@ -297,7 +375,7 @@ def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnis
     stopped_at, run = check_sigterm_and_exact_resume("began", common, tmp_path, monkeypatch, tags=TAGS,
                                                      extra_iters=4)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert ckpt["iteration"] == stopped_at + 4 and ckpt["train_seconds"] > 0
+    assert ckpt["iteration"] == stopped_at + 4 and ckpt["seconds"] > 0
     assert ckpt["scheduler"]["lr"] < 1e-4  # the stall rule halved the lr at least once
 
 
@@ -329,6 +407,8 @@ def test_eval_only_generates_from_checkpoint(tmp_path, mnist_root):
     (["--gamma", 1.5], "--gamma"),
     (["--lambda-k", 0], "--lambda-k"),
     (["--lr-decay-window", -1], "--lr-decay-window"),
+    (["--lr-decay-margin", 1], "--lr-decay-margin"),
+    (["--lr-decay-margin", -0.1], "--lr-decay-margin"),
     (["--carry-steps", -1], "--carry-steps"),
     (["--g-carry-steps", -1], "--g-carry-steps"),
     (["--eval-interval", -1], "--eval-interval"),
@@ -342,23 +422,64 @@ def test_bad_arguments_exit_2(tmp_path, mnist_root, flags, mention):
     check_bad_input("began", [*base(mnist_root), *flags], tmp_path, 2, mention)
 
 
-@pytest.mark.parametrize("dataset, path", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("folder", "empty")])
+@pytest.mark.parametrize("dataset, path", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"),
+                                           ("cifar10", "cifar-10-batches-py"), ("svhn", "train_32x32.mat"),
+                                           ("folder", "empty")])
 def test_missing_data_exits_1(tmp_path, dataset, path):
     line = check_bad_input("began", ["--data-dir", tmp_path / "empty", "--no-download", "--dataset", dataset],
                            tmp_path, 1, path)
     assert "--data-dir" in line and not (tmp_path / "empty").exists()
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
-    src = tmp_path / "src"
-    src.mkdir()
+def test_resume_takes_the_checkpoints_args_and_refuses_another_scripts(tmp_path, mnist_root):
+    """--resume CKPT --eval-only needs no other flag (the networks are built from the checkpoint's args); a typed width
+    that differs from the checkpoint's, another script's checkpoint, and one whose D has a weight of another shape
+    each end in one line, exit 2."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
     assert run_inprocess("began", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
     ckpt = only_run_dir(src) / "checkpoint.pt"
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    for flags in (["--num-filters", 8], ["--img-size", 64]):
-        rc, out, err = run_inprocess("began", [*base(mnist_root), *flags, "--resume", ckpt], dst)
-        assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
+    rc, out, err = run_inprocess("began", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 5, "--no-cuda"], src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (5, 1, 32, 32), err
+    state = torch.load(ckpt, weights_only=False)
+    state["discriminator"]["encoder.0.conv.weight"] = torch.zeros(5, 1, 3, 3)  # n = 5 in a net of n = 4
+    torch.save(state, tmp_path / "reshaped.pt")
+    flags = ["--data-dir", mnist_root, "--no-download", "--ngf", 8, "--ndf", 8, "--latent-dim", 16, "--batch-size", 16,
+             "--max-iters", 1, "--num-eval-samples", 0]
+    assert run_inprocess("dcgan", flags, dst)[0] == 0
+    for bad, typed in [(ckpt, ["--num-filters", 8]), (tmp_path / "reshaped.pt", []),
+                       (only_run_dir(dst) / "checkpoint.pt", [])]:
+        rc, out, err = run_inprocess("began", [*base(mnist_root), *typed, "--resume", bad], dst)
+        assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, (bad, err)
+
+
+def test_lr_decay_margin_sets_how_much_better_a_window_must_be(tmp_path, mnist_root):
+    """--lr-decay-margin 0.9 with a 1-iteration window: no later iteration's M_global is 10x below the best, so the
+    lr halves at every iteration after the first, in both optimisers; the checkpoint keeps the margin."""
+    flags = [*base(mnist_root), "--lr-decay-window", 1, "--lr-decay-margin", 0.9, "--max-iters", 5,
+             "--num-eval-samples", 0]
+    assert run_inprocess("began", flags, tmp_path)[0] == 0
+    lrs = [v for _, v in read_scalars(only_run_dir(tmp_path))["charts/learning_rate"]]
+    np.testing.assert_allclose(lrs, [1e-4 / 2 ** i for i in range(5)], rtol=1e-6)
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["scheduler"]["margin"] == 0.9 and ckpt["scheduler"]["lr"] == 1e-4 / 16
+    assert {g["lr"] for opt in ("optimizer_g", "optimizer_d") for g in ckpt[opt]["param_groups"]} == {1e-4 / 16}
+
+
+def test_torchrun_two_ranks_keep_one_k_t_and_lr(tmp_path, mnist_root):
+    """Two gloo ranks (half the batch each): L(x) and L(G(z)) are averaged over the ranks before k_t's update and the
+    lr rule, so both ranks decide alike and end with the same weights (a decision every iteration here; with
+    rank-local values the ranks' lrs part and so do their weights)."""
+    flags = [*base(mnist_root), "--lr-decay-window", 1, "--max-iters", 4, "--num-eval-samples", 0, "--no-cuda"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script_path("began"),
+           *map(str, flags)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = sorted(line.split()[-1] for line in proc.stdout.splitlines() if "weights sha256" in line)
+    assert len(digests) == 2 and digests[0] == digests[1], proc.stdout[-2000:]
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] == 4 and len(ckpt["ranks"]) == 2
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

@@ -114,20 +114,36 @@ def test_sgd_schedule_of_the_paper():
     assert cgan.sgd_schedule(args, 10 ** 7)[0] == 1e-6  # floored at min_lr
 
 
-def test_lr_default_follows_the_optimizer():
-    for optimizer, lr in [("adam", 2e-4), ("sgd", 0.1)]:  # sgd: the paper's 0.1 (Section 4.1)
+def test_lr_default_follows_the_optimizer_and_is_checked():
+    """--lr None passes the checks (train() sets the optimizer's default once --resume has read the checkpoint's
+    args: the runs below); a typed --lr is checked as given."""
+    for optimizer in ["adam", "sgd"]:
         args = cgan.Args(optimizer=optimizer)
         cgan.check_args(args)
-        assert args.lr == lr
+        assert args.lr is None
+    with pytest.raises(SystemExit):
+        cgan.check_args(cgan.Args(lr=0.0))
 
 
-def test_epoch_batches_keep_images_and_labels_together():
+def take(batches, n):
+    return [next(batches) for _ in range(n)]
+
+
+def test_index_batches_keep_images_and_labels_together():
+    """run.batches over torch.arange(N) yields index_batches' indices themselves (the resumed order included), so
+    one index batch picks the images and their labels."""
+    run = cgan.Run.__new__(cgan.Run)  # only what batches() reads
+    run.args, run.step, run.rank, run.world = cgan.Args(seed=1), 0, 0, 1
+    run.device, run.streams = torch.device("cpu"), []
     labels = torch.arange(20) % 10
-    data = labels.to(torch.uint8).view(20, 1, 1, 1) * 10
-    b = cgan.EpochBatches(data, labels, 6, seed=1)
-    for s in range(5):
-        x, y = b.get(s)
-        assert y.dtype == torch.int64 and torch.equal(((x.view(-1) + 1) * 127.5).round() / 10, y.float())
+    images = labels.to(torch.uint8).view(20, 1, 1, 1) * 10
+    seq = take(run.batches(torch.arange(20), 6), 7)  # 3 batches per epoch
+    assert [i.tolist() for i in seq] == [i.tolist() for i in take(cgan.index_batches(20, 6, seed=1), 7)]
+    for index in seq:
+        assert labels[index].dtype == torch.int64 and torch.equal(images[index].view(-1).long() // 10, labels[index])
+    assert run.step == 7
+    run.step, run.streams = 4, []
+    assert all(torch.equal(a, b) for a, b in zip(take(run.batches(torch.arange(20), 6), 3), seq[4:], strict=True))
 
 
 # ----------------------------------------------------------------------------- runs
@@ -140,14 +156,15 @@ def test_smoke_run(tmp_path, mnist_root):
     import PIL.Image
     assert PIL.Image.open(sorted((run / "samples").glob("*.png"))[-1]).size == (302, 302)  # 10 x 10 grid, 28 + 2 px
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert ckpt["iteration"] == 3
+    assert ckpt["iteration"] == 3 and ckpt["args"]["lr"] == 2e-4  # adam's default
     g, d = small_nets()
     g.load_state_dict(ckpt["generator"])
     d.load_state_dict(ckpt["discriminator"])
 
 
 def test_paper_sgd_with_schedule_and_fashion_mnist(tmp_path, mnist_root):
-    flags = [*base(mnist_root), "--dataset", "fashion-mnist", "--optimizer", "sgd", "--lr", 0.1, "--lr-decay", 1.1,
+    """--optimizer sgd with its default --lr (the paper's 0.1); a resume that names neither keeps both."""
+    flags = [*base(mnist_root), "--dataset", "fashion-mnist", "--optimizer", "sgd", "--lr-decay", 1.1,
              "--momentum-saturate", 2, "--max-iters", 3, "--num-eval-samples", 0]
     rc, out, err = run_inprocess("cgan", flags, tmp_path)
     assert rc == 0, err
@@ -157,7 +174,13 @@ def test_paper_sgd_with_schedule_and_fashion_mnist(tmp_path, mnist_root):
     lrs = [v for _, v in scalars["charts/learning_rate"]]
     assert lrs == pytest.approx([0.1, 0.1 / 1.1, 0.1 / 1.1 ** 2])
     assert [v for _, v in scalars["charts/momentum"]] == pytest.approx([0.5, 0.6, 0.7])
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["optimizer_d"]["param_groups"][0]["momentum"] == 0.7
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["optimizer_d"]["param_groups"][0]["momentum"] == 0.7 and ckpt["args"]["lr"] == 0.1
+    flags = ["--data-dir", mnist_root, "--no-download", "--no-cuda", "--max-iters", 4, "--num-eval-samples", 0,
+             "--resume", run / "checkpoint.pt"]
+    rc, out, err = run_inprocess("cgan", flags, tmp_path)
+    assert rc == 0, err
+    assert read_scalars(run)["charts/learning_rate"][-1] == (4, pytest.approx(0.1 / 1.1 ** 3))
 
 
 def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
@@ -189,7 +212,7 @@ def test_learning_signal_d_separates_real_from_fake(tmp_path, mnist_root):
     m = scalar_means(only_run_dir(tmp_path), ["charts/d_real", "charts/d_fake"], last=3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.3, m  # measured: 0.58
     # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
-    real, labels = cgan.load_data(cgan.Args(data_dir=str(mnist_root), download=False))
+    real, labels = cgan.torchvision_images("mnist", str(mnist_root), False)
     on_real, on_fake = scores_on_checkpoint("cgan", only_run_dir(tmp_path), real, d_probability, labels)
     assert on_real - on_fake > 0.1, (on_real, on_fake)  # measured: 0.16 (eval-mode samples)
 
@@ -242,15 +265,29 @@ def test_missing_data_exits_1(tmp_path):
     assert "--data-dir" in line and not (tmp_path / "empty" / "MNIST").exists()
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_what_does_not_match(tmp_path, mnist_root):
+    """The networks come from the args saved in the checkpoint where the command line leaves them at their default;
+    --resume --eval-only needs no width flag; a typed width the checkpoint does not have, or a checkpoint whose
+    discriminator is another shape, ends in one line, exit 2."""
     src = tmp_path / "src"
     src.mkdir()
     assert run_inprocess("cgan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
     ckpt = only_run_dir(src) / "checkpoint.pt"
+    rc, out, err = run_inprocess("cgan", ["--data-dir", mnist_root, "--no-download", "--no-cuda", "--max-iters", 2,
+                                          "--num-eval-samples", 0, "--resume", ckpt], src)
+    assert rc == 0 and "z_hidden=16, y_hidden=16, joint_hidden=32, maxout_units=16, y_maxout_units=8" in out, err
+    rc, out, err = run_inprocess("cgan", [*base(mnist_root), "--y-hidden", 8, "--max-iters", 3, "--resume", ckpt], src)
+    assert rc == 2 and "y_hidden=8 as typed (checkpoint: 16)" in out and "does not match" in err
+    assert len(err.strip().splitlines()) == 1, err
+    rc, out, err = run_inprocess("cgan", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 10, "--no-cuda"], src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (10, 1, 28, 28), err
+    state = torch.load(ckpt, weights_only=False)
+    state["discriminator"] = cgan.Discriminator(16, 4).state_dict()  # 4 maxout units on y, not 8
+    torch.save(state, tmp_path / "other_shape.pt")
     dst = tmp_path / "dst"
     dst.mkdir()
-    rc, out, err = run_inprocess("cgan", [*base(mnist_root), "--y-hidden", 8, "--resume", ckpt], dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    rc, out, err = run_inprocess("cgan", [*base(mnist_root), "--resume", tmp_path / "other_shape.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

@@ -1,10 +1,13 @@
 """cyclegan.py: the paper's pieces in closed form, learning signal, streaming data, exact resume after SIGTERM, one
-download under torchrun, eval-interval translations, bad input."""
+download under torchrun with identical weights on every rank, eval-interval translations, --input-dir, bad input."""
+import hashlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -194,22 +197,42 @@ def test_linear_decay_schedule_values():
     assert f(199) == pytest.approx(1 / 101) and all(f(e) > f(e + 1) for e in range(99, 199))
 
 
-def test_epoch_batches_pair_anew_each_epoch_and_depend_only_on_the_step():
-    first = lambda gen: [next(gen) for _ in range(18)]  # noqa: E731
-    batches = first(cyc.epoch_batches(6, 6, 1, 1, 0, 0))  # 6 positions per epoch (max(n_a, n_b), official)
-    b_side = first(cyc.epoch_batches(5, 6, 1, 1, 1, 0))
+def take(batches, k: int) -> list:
+    return [next(batches).tolist() for _ in range(k)]
+
+
+def test_two_streams_pair_anew_each_epoch_and_depend_only_on_the_step():
+    """A and B: index_batches' streams 0 and 1, epochs of max(n_a, n_b) = 6 positions (official), each its own
+    permutation seeded (seed * 100_003 + epoch) * 2 + domain, as the golden losses were pinned with."""
+    batches = take(cyc.index_batches(6, 1, 1, length=6, streams=2, stream=0), 18)
+    b_side = take(cyc.index_batches(5, 1, 1, length=6, streams=2, stream=1), 18)
     for e in range(3):
-        assert sorted(b[0][0] for b in batches[6 * e:6 * e + 6]) == list(range(6))  # each A once per epoch
-        assert set(b[0][0] for b in b_side[6 * e:6 * e + 6]) == set(range(5))  # every B at least once
-    pairs = [[(a[0][0], b[0][0]) for a, b in zip(batches[6 * e:6 * e + 6], b_side[6 * e:6 * e + 6], strict=True)]
+        assert sorted(b[0] for b in batches[6 * e:6 * e + 6]) == list(range(6))  # each A once per epoch
+        assert set(b[0] for b in b_side[6 * e:6 * e + 6]) == set(range(5))  # every B at least once
+        g = torch.Generator().manual_seed((1 * 100_003 + e) * 2 + 1)
+        perm = torch.cat([torch.randperm(5, generator=g), torch.randperm(5, generator=g)])[:6]
+        assert [b[0] for b in b_side[6 * e:6 * e + 6]] == perm.tolist()
+    pairs = [[(a[0], b[0]) for a, b in zip(batches[6 * e:6 * e + 6], b_side[6 * e:6 * e + 6], strict=True)]
              for e in range(3)]
     assert pairs[0] != pairs[1] != pairs[2]  # a new random pairing each epoch
-    assert len({key for b in batches for _, key in b}) == 18  # every crop key differs
-    assert next(cyc.epoch_batches(6, 6, 1, 1, 0, 13)) == batches[13]  # resumed at step 13: the same batch
-    assert first(cyc.epoch_batches(6, 6, 1, 2, 0, 0)) != batches  # another seed, another order
-    full = next(cyc.epoch_batches(6, 6, 2, 1, 0, 4))  # under torchrun rank r takes slice r of the global batch
-    r0, r1 = next(cyc.epoch_batches(6, 6, 2, 1, 0, 4, 0, 2)), next(cyc.epoch_batches(6, 6, 2, 1, 0, 4, 1, 2))
-    assert r0 + r1 == full and len(r0) == 1
+    assert take(cyc.index_batches(6, 1, 1, start=13, length=6, streams=2, stream=0), 1) == batches[13:14]  # resumed
+    assert take(cyc.index_batches(6, 1, 2, length=6, streams=2, stream=0), 18) != batches  # another seed
+
+
+def test_crops_depend_on_the_step_and_position_not_on_the_ranks():
+    """crop_batch keys each image by seed/domain/epoch/position: every crop differs, and under torchrun the ranks'
+    slices of a global batch are cropped exactly as one process crops the whole batch."""
+    args = cyc.Args(img_size=4, batch_size=2)
+    data = torch.randint(0, 256, (6, 3, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    full = next(cyc.index_batches(6, 2, 1, start=4, length=6, streams=2, stream=0))
+    r0, r1 = (next(cyc.index_batches(6, 2, 1, 4, rank, 2, length=6, streams=2, stream=0)) for rank in (0, 1))
+    whole = cyc.crop_batch(data[full], args, 0, 4, 3)
+    halves = [cyc.crop_batch(data[r], args, 0, 4, 3, rank, 2) for rank, r in ((0, r0), (1, r1))]
+    assert whole.shape == (2, 3, 4, 4) and torch.equal(torch.cat(halves), whole)
+    assert whole.min() >= -1 and whole.max() <= 1
+    crops = torch.stack([cyc.crop_batch(data[:2], args, 0, step, 3) for step in range(3)])  # the same images
+    assert len({c.sum().item() for c in crops.flatten(0, 1)}) > 3  # crops differ by position and epoch
+    assert not torch.equal(cyc.crop_batch(data[:2], args, 1, 0, 3), crops[0])  # and by domain
 
 
 def test_augment_crops_and_flips_by_key():
@@ -260,7 +283,7 @@ def test_smoke_run(tmp_path, data_root):
             assert data[f"{d}_{k}"].dtype == np.uint8 and data[f"{d}_{k}"].shape == (2, 3, 32, 32)
     np.testing.assert_array_equal(data["a2b_targets"], data["b2a_inputs"])
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert ckpt["iteration"] == 3 and len(ckpt["ranks"][0]["pool_a"]) == 2 and ckpt["train_seconds"] > 0
+    assert ckpt["iteration"] == 3 and len(ckpt["ranks"][0]["pool_a"]["images"]) == 2 and ckpt["seconds"] > 0
     cyc.ResnetGenerator(4, 1).load_state_dict(ckpt["g_ab"])
     cyc.NLayerDiscriminator(4).load_state_dict(ckpt["d_b"])
     assert not list(run.glob("*.tmp"))
@@ -305,13 +328,13 @@ def test_learning_signal_d_scores_real_above_fake_and_cycle_loss_falls(tmp_path,
 
 
 class _OnRunDeviceWithRanks(helpers._OnRunDevice):
-    """helpers' GPU emulation, extended to this script's per-rank RNG states (ckpt["ranks"][r]["rng"])."""
+    """helpers' GPU emulation, extended to the per-rank RNG states and image pools (ckpt["ranks"][r])."""
 
     def __call__(self, f, *a, map_location=None, **k):
         obj = super().__call__(f, *a, map_location=map_location, **k)
         if map_location != "cpu" and isinstance(obj, dict):
             for own in obj.get("ranks", []):
-                own["rng"] = {key: v.to("meta") if isinstance(v, torch.Tensor) else v for key, v in own["rng"].items()}
+                own.update({key: own[key].to("meta") for key in ("torch", "cuda") if torch.is_tensor(own[key])})
         return obj
 
 
@@ -360,15 +383,40 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
     check_failed_download_leaves_nothing("cyclegan", SMALL, tmp_path, monkeypatch)
 
 
-def test_eval_only_generates_from_checkpoint(tmp_path, data_root):
+def test_eval_only_needs_no_model_flags_and_input_dir_translates_a_folder(tmp_path, data_root):
+    """--resume --eval-only writes translations.npz with the checkpoint's networks (no model flag typed). With
+    --input-dir it needs no dataset: each image of the folder, resized to --img-size, goes through G (--direction
+    AtoB) or F (BtoA) into RUN_FOLDER/AtoB or BtoA as a PNG; no training happens."""
     assert run_inprocess("cyclegan", [*base(data_root), "--max-iters", 1, "--num-eval-samples", 0], tmp_path)[0] == 0
     run = only_run_dir(tmp_path)
-    before = (run / "checkpoint.pt").stat().st_mtime_ns
-    flags = [*base(data_root), "--resume", run / "checkpoint.pt", "--eval-only", "--num-eval-samples", 2]
+    ckpt = run / "checkpoint.pt"
+    before = ckpt.stat().st_mtime_ns
+    flags = ["--resume", ckpt, "--eval-only", "--data-dir", data_root, "--no-cuda", "--num-eval-samples", 2]
     rc, out, err = run_inprocess("cyclegan", flags, tmp_path)
     assert rc == 0, err
     assert np.load(run / "translations.npz")["b2a_outputs"].shape == (2, 3, 32, 32)
-    assert (run / "checkpoint.pt").stat().st_mtime_ns == before  # no training happened
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    torchvision.io.write_png(coded_image(90, 50, 30), str(inputs / "wide.png"))  # any size: resized to --img-size
+    torchvision.io.write_jpeg(coded_image(30), str(inputs / "x.jpg"))
+    state = torch.load(ckpt, weights_only=False)
+    nets = {name: cyc.ResnetGenerator(4, 1) for name in ("g_ab", "g_ba")}
+    for direction, name in [("BtoA", "g_ba"), ("AtoB", "g_ab")]:
+        nets[name].load_state_dict(state[name])
+        flags = ["--resume", ckpt, "--eval-only", "--input-dir", inputs, "--direction", direction, "--no-cuda",
+                 "--data-dir", tmp_path / "nothing-here", "--no-download"]  # no dataset needed
+        rc, out, err = run_inprocess("cyclegan", flags, tmp_path)
+        assert rc == 0 and f"2 images translated {direction}" in out, err
+        assert sorted(p.name for p in (run / direction).iterdir()) == ["wide.png", "x.png"]
+        for src, png in [("wide.png", "wide.png"), ("x.jpg", "x.png")]:
+            written = torchvision.io.read_image(str(run / direction / png))
+            with torch.no_grad():
+                expected = cyc.to_uint8(nets[name](cyc.read_rgb(str(inputs / src), 32)[None].float() / 127.5 - 1))
+            assert written.shape == (3, 32, 32) and (written.int() - expected[0].int()).abs().max() <= 1, direction
+    a, b = (torchvision.io.read_image(str(run / d / "x.png")) for d in ("AtoB", "BtoA"))
+    assert not torch.equal(a, b)  # G and F: two networks
+    assert not (tmp_path / "nothing-here").exists()
+    assert ckpt.stat().st_mtime_ns == before  # no training happened
 
 
 def _child_with_rank(parent: int, rank: int) -> int:
@@ -405,20 +453,64 @@ def test_aligned_download_unpacks_the_tar_and_refuses_members_outside_it(tmp_pat
     assert not escaped.exists() and not (tmp_path / "data2").exists()
 
 
-def test_torchrun_two_ranks_download_once_and_stop_together_on_sigterm(tmp_path):
-    """Two gloo ranks with --download from a local mirror (a zip in the official layout): only rank 0 fetches and
-    unpacks, atomically, so one intact copy and no temporary files remain. SIGTERM sent to rank 1 alone stops both
-    ranks after the same iteration, and rank 0 writes a checkpoint holding both ranks' states."""
+def write_mirror(tmp_path):
+    """A local mirror holding cyclegan/datasets/facades.zip in the official layout; returns (mirror, source tree)."""
     src = write_unaligned(tmp_path / "src" / "facades")
-    mirror = tmp_path / "mirror" / "cyclegan" / "datasets"
-    mirror.mkdir(parents=True)
-    with zipfile.ZipFile(mirror / "facades.zip", "w") as z:
+    mirror = tmp_path / "mirror"
+    (mirror / "cyclegan" / "datasets").mkdir(parents=True)
+    with zipfile.ZipFile(mirror / "cyclegan" / "datasets" / "facades.zip", "w") as z:
         for f in sorted(src.rglob("*.jpg")):
             z.write(f, f.relative_to(src.parent))
+    return mirror, src
+
+
+def test_download_reads_the_mirror_with_a_timeout(tmp_path, monkeypatch):
+    """A stalled mirror cannot hang the run: the archive is read by urlopen with a 60 s timeout (urlretrieve has
+    none), and the set lands in DATA_DIR/facades_cyclegan."""
+    mirror, src = write_mirror(tmp_path)
+    real_urlopen, timeouts = urllib.request.urlopen, []
+
+    def urlopen(url, *a, **k):
+        timeouts.append(k.get("timeout"))
+        return real_urlopen(url, *a, **k)
+
+    def no_timeout(*a, **k):
+        raise AssertionError("urlretrieve has no timeout")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlretrieve", no_timeout)
+    args = cyc.Args(data_dir=str(tmp_path / "data"), mirror=f"file://{mirror}")
+    assert cyc.download(args, str(tmp_path / "data" / "facades_cyclegan")) is None and timeouts == [60]
+    assert len(cyc.find_images(args)[0]) == 6 and sorted(os.listdir(tmp_path / "data")) == ["facades_cyclegan"]
+
+
+def test_backend_flag_picks_the_process_group_backend(monkeypatch):
+    """--backend nccl|gloo reaches init_process_group under torchrun; unset: gloo on the CPU (nccl on CUDA)."""
+    chosen = []
+
+    def init_process_group(backend, *a, **k):
+        chosen.append(backend)
+        raise RuntimeError("stop here (test)")
+
+    monkeypatch.setattr(cyc.dist, "init_process_group", init_process_group)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for backend in ("gloo", "nccl", None):
+        with pytest.raises(RuntimeError, match="stop here"):
+            cyc.Run(cyc.Args(backend=backend, cuda=False, torch_deterministic=False))
+    assert chosen == ["gloo", "nccl", "gloo"]
+
+
+def test_torchrun_two_ranks_download_once_end_with_the_same_weights_and_stop_together(tmp_path):
+    """Two gloo ranks (--backend gloo) with --download from a local mirror: only rank 0 fetches and unpacks,
+    atomically, so one intact copy and no temporary files remain. SIGTERM sent to rank 1 alone stops both ranks after
+    the same iteration; each rank prints the sha256 of the parameters of its G, F, D_A and D_B: the same on both (DDP
+    keeps the ranks' weights equal), and that of the checkpoint rank 0 wrote, which holds both ranks' states."""
+    mirror, src = write_mirror(tmp_path)
     data = tmp_path / "data"
-    flags = [*SMALL, "--data-dir", data, "--download", "--mirror", f"file://{tmp_path / 'mirror'}", "--batch-size", 2,
-             "--max-iters", 100000, "--num-eval-samples", 0, "--checkpoint-interval", 100000]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    flags = [*SMALL, "--data-dir", data, "--download", "--mirror", f"file://{mirror}", "--batch-size", 2,
+             "--max-iters", 100000, "--num-eval-samples", 0, "--checkpoint-interval", 100000, "--backend", "gloo"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            script_path("cyclegan"), *map(str, flags)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -429,11 +521,18 @@ def test_torchrun_two_ranks_download_once_and_stop_together_on_sigterm(tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
-    stops = [line for line in err.splitlines() if line.startswith("stopped by SIGTERM at iteration")]
-    assert len(stops) == 2 and stops[0] == stops[1], err[-3000:]  # both ranks, the same iteration
+    assert err.count("stopped by SIGTERM: checkpoint in") == 1, err[-3000:]  # said once, by rank 0
+    sums = dict(re.findall(r"rank (\d): (iteration \d+, weights sha256 \w+)", out))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], (out, err[-3000:])  # same iteration, same weights
     run = only_run_dir(tmp_path)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert f"at iteration {ckpt['iteration']}:" in stops[0] and len(ckpt["ranks"]) == 2
+    nets = {name: cyc.ResnetGenerator(4, 1) for name in ("g_ab", "g_ba")}
+    nets.update({name: cyc.NLayerDiscriminator(4) for name in ("d_a", "d_b")})
+    for name in NETS:
+        nets[name].load_state_dict(ckpt[name])
+    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for name in NETS for p in nets[name].parameters()))
+    digest = digest.hexdigest()
+    assert sums["0"] == f"iteration {ckpt['iteration']}, weights sha256 {digest}" and len(ckpt["ranks"]) == 2
     assert sorted(p.name for p in data.iterdir()) == ["facades_cyclegan"]  # no temporary folder or archive left
     copied = sorted(p.relative_to(data / "facades_cyclegan") for p in (data / "facades_cyclegan").rglob("*.jpg"))
     assert copied == sorted(p.relative_to(src) for p in src.rglob("*.jpg"))
@@ -453,6 +552,7 @@ def test_torchrun_two_ranks_download_once_and_stop_together_on_sigterm(tmp_path)
     (["--num-workers", -1], "--num-workers"),
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
+    (["--input-dir", "."], "--input-dir"),
     (["--dataset-mode", "aligned", "--dataset", "horse2zebra"], "--dataset-mode"),
     (["--batch-size", 64], "--batch-size"),
 ])
@@ -468,13 +568,26 @@ def test_missing_data_exits_1(tmp_path):
                     tmp_path, 1, str(tmp_path / "facades" / "train"))
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, data_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_a_corrupted_one(tmp_path, data_root):
+    """The networks come from the args saved in the checkpoint where the command line leaves them at their default
+    (and the run says so); a typed width the checkpoint does not have, or a checkpoint whose G holds another width's
+    weights, ends in one line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
     assert run_inprocess("cyclegan", [*base(data_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
-    rc, out, err = run_inprocess("cyclegan", [*base(data_root), "--ngf", 8, "--resume",
-                                              only_run_dir(src) / "checkpoint.pt"], dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    flags = ["--data-dir", data_root, "--no-download", "--no-cuda", "--max-iters", 2, "--num-eval-samples", 0]
+    rc, out, err = run_inprocess("cyclegan", [*flags, "--resume", ckpt], src)
+    assert rc == 0 and "args from the checkpoint" in out, err
+    said = out.splitlines()[0].split("unless typed: ", 1)[1].split(", ")
+    assert sorted(said) == ["img_size=32", "n_blocks=1", "ndf=4", "ngf=4", "pool_size=2"], out
+    rc, out, err = run_inprocess("cyclegan", [*base(data_root), "--ngf", 8, "--max-iters", 3, "--resume", ckpt], dst)
+    assert rc == 2 and "ngf=8 as typed (checkpoint: 4)" in out and "does not match" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    state = torch.load(ckpt, weights_only=False)
+    torch.save({**state, "g_ab": cyc.ResnetGenerator(8, 1).state_dict()}, dst / "corrupted.pt")
+    rc, out, err = run_inprocess("cyclegan", [*base(data_root), "--resume", dst / "corrupted.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, data_root, monkeypatch):

@@ -277,14 +277,20 @@ def test_missing_data_exits_1(tmp_path):
 
 
 def test_resume_builds_the_checkpoints_networks_and_refuses_another_scripts(tmp_path, mnist_root):
-    """The networks come from the args saved in the checkpoint (a typed --ngf is overridden, and said so); --resume
-    --eval-only needs no width flag; another script's checkpoint ends in one line, exit 2."""
+    """The networks come from the args saved in the checkpoint where the command line leaves them at their default
+    (and the run says so); --resume --eval-only needs no width flag; a typed width the checkpoint does not have, or
+    another script's checkpoint, ends in one line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
     assert run_inprocess("dcgan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
     ckpt = only_run_dir(src) / "checkpoint.pt"
-    rc, out, err = run_inprocess("dcgan", [*base(mnist_root), "--ngf", 16, "--max-iters", 2, "--resume", ckpt], src)
-    assert rc == 0 and "ngf=8 (typed 16)" in out, err
+    rc, out, err = run_inprocess("dcgan", ["--data-dir", mnist_root, "--no-download", "--max-iters", 2, "--resume",
+                                           ckpt], src)
+    assert rc == 0 and "args from the checkpoint" in out, err
+    said = out.splitlines()[0].split("unless typed: ", 1)[1].split(", ")
+    assert sorted(said) == ["batch_size=16", "latent_dim=16", "ndf=8", "ngf=8"], out
+    rc, out, err = run_inprocess("dcgan", [*base(mnist_root), "--ngf", 16, "--max-iters", 3, "--resume", ckpt], src)
+    assert rc == 2 and "ngf=16 as typed (checkpoint: 8)" in out and "does not match" in err, err
     rc, out, err = run_inprocess("dcgan", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 5, "--no-cuda"], src)
     assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (5, 1, 32, 32), err
     assert run_inprocess("gan", ["--data-dir", mnist_root, "--no-download", "--hidden-dim", 32, "--maxout-units", 8,

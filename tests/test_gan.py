@@ -1,4 +1,6 @@
 """gan.py: paper-critical pieces, smoke run, determinism, exact resume, bad input."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -97,14 +99,27 @@ def test_noise_priors():
     assert abs(n.std() - 1) < 0.02 and n.abs().max() > 1
 
 
-def test_epoch_batches_cover_each_epoch_once_and_depend_only_on_step():
+def run_object(step=0):
+    """A Run of the common block without a training run: only what batches() reads."""
+    run = gan.Run.__new__(gan.Run)
+    run.args, run.step, run.rank, run.world = gan.Args(seed=1), step, 0, 1
+    run.device, run.streams = torch.device("cpu"), []
+    return run
+
+
+def test_batches_cover_each_epoch_once_and_depend_only_on_step():
+    """run.batches on the device tensor: each epoch a permutation seeded by (seed, epoch), the last incomplete batch
+    dropped, so a run resumed at step k sees exactly the batches of an uninterrupted one (uint8, normalised in the
+    training loop)."""
     data = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
-    b = gan.EpochBatches(data, 3, seed=1)
-    seen = torch.cat([b.get(s) for s in range(3)]).flatten()
-    assert len(set(seen.tolist())) == 9  # 3 full batches, the last incomplete one dropped
-    again = gan.EpochBatches(data, 3, seed=1)
-    torch.testing.assert_close(again.get(4), b.get(4))  # same batch whatever came before
-    assert not torch.equal(b.get(0), b.get(3)) or not torch.equal(b.get(1), b.get(4))  # reshuffled per epoch
+    seq = list(itertools.islice(run_object().batches(data, 3), 6))
+    assert all(b.dtype == torch.uint8 and b.shape == (3, 1, 1, 1) for b in seq)
+    assert len(set(torch.cat(seq[:3]).flatten().tolist())) == 9  # 3 full batches, the last incomplete one dropped
+    assert len(set(torch.cat(seq[3:]).flatten().tolist())) == 9
+    assert [b.tolist() for b in seq[:3]] != [b.tolist() for b in seq[3:]]  # reshuffled per epoch
+    torch.testing.assert_close(next(run_object(step=4).batches(data, 3)), seq[4])  # same batch whatever came before
+    first = torch.randperm(10, generator=torch.Generator().manual_seed(1 * 100_003))[:3]  # the old EpochBatches seed
+    assert torch.equal(seq[0].flatten(), first.to(torch.uint8))
 
 
 # ----------------------------------------------------------------------------- runs
@@ -206,16 +221,31 @@ def test_missing_data_exits_1(tmp_path):
     assert "--data-dir" in line and not (tmp_path / "empty" / "MNIST").exists()
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
-    src = tmp_path / "src"
-    src.mkdir()
-    assert run_inprocess("gan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
+def test_resume_builds_the_checkpoints_networks_and_refuses_another_scripts(tmp_path, mnist_root):
+    """The networks and the optimiser come from the args saved in the checkpoint where the command line leaves them at
+    their default (and the run says so; an unset --lr is the checkpoint's, not the default of --optimizer);
+    --resume --eval-only needs no other flag; a typed width the checkpoint does not have, or another script's
+    checkpoint, ends in one line, exit 2."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
+    flags = [*base(mnist_root), "--optimizer", "adam", "--lr", 1e-3, "--max-iters", 1, "--num-eval-samples", 0]
+    assert run_inprocess("gan", flags, src)[0] == 0
     ckpt = only_run_dir(src) / "checkpoint.pt"
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    flags = [*base(mnist_root), "--hidden-dim", 32, "--resume", ckpt]
-    rc, out, err = run_inprocess("gan", flags, dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    rc, out, err = run_inprocess("gan", ["--data-dir", mnist_root, "--no-download", "--max-iters", 2,
+                                         "--num-eval-samples", 0, "--resume", ckpt], src)
+    assert rc == 0 and "args from the checkpoint" in out, err
+    said = out.splitlines()[0].split("unless typed: ", 1)[1].split(", ")
+    assert sorted(said) == ["batch_size=16", "hidden_dim=64", "lr=0.001", "maxout_units=16", "optimizer='adam'"], out
+    assert torch.load(ckpt, weights_only=False)["args"]["lr"] == 1e-3
+    rc, out, err = run_inprocess("gan", [*base(mnist_root), "--hidden-dim", 32, "--max-iters", 3, "--resume", ckpt],
+                                 src)
+    assert rc == 2 and "hidden_dim=32 as typed (checkpoint: 64)" in out and "does not match" in err, err
+    rc, out, err = run_inprocess("gan", ["--resume", ckpt, "--eval-only"], src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (10000, 1, 28, 28), err
+    assert run_inprocess("dcgan", ["--data-dir", mnist_root, "--no-download", "--ngf", 4, "--ndf", 4, "--latent-dim",
+                                   8, "--batch-size", 16, "--max-iters", 1, "--num-eval-samples", 0], dst)[0] == 0
+    rc, out, err = run_inprocess("gan", [*base(mnist_root), "--resume", only_run_dir(dst) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

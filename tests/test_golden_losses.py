@@ -1,7 +1,8 @@
 """Every logged value of a short seeded tiny run equals the pinned one (tests/golden.py; regenerate only on purpose).
 
 Where torch or the CPU differ from the machine that wrote the file, float results may differ in the last bits, so
-values are then compared to a relative 1e-4 instead of exactly (a moved loss moves far more than that)."""
+values are then compared to a relative 1e-4 instead of exactly (a moved loss moves far more than that). A new tag may
+be added (it moves no pinned number); a pinned one may not disappear."""
 import json
 import math
 
@@ -14,7 +15,7 @@ PINNED = json.loads(GOLDEN.read_text())
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_logged_values_equal_the_golden_ones(name):
     now, pinned = logged_values(name), PINNED["scripts"][name]
-    assert sorted(now) == sorted(pinned), "the set of logged tags changed"
+    assert set(pinned) <= set(now), f"pinned tags no longer logged: {sorted(set(pinned) - set(now))}"
     exact = PINNED["environment"] == environment()
     for tag, values in pinned.items():
         assert [s for s, _ in now[tag]] == [s for s, _ in values], f"{tag}: logged at other iterations"

@@ -19,6 +19,7 @@ from helpers import (
     only_run_dir,
     read_scalars,
     read_tags,
+    run_dirs,
     run_inprocess,
     scalar_means,
     scores_on_checkpoint,
@@ -121,11 +122,16 @@ def test_code_sweep_grid_layout():
         assert torch.equal(latent[r, :, 15], torch.zeros(10))  # c2 held at 0
 
 
-def test_epoch_order_is_a_seeded_permutation_per_epoch():
-    a, b = infogan.epoch_order(50, 1, 0, "cpu"), infogan.epoch_order(50, 1, 1, "cpu")
-    assert sorted(a.tolist()) == list(range(50)) and not torch.equal(a, b)
-    assert torch.equal(infogan.epoch_order(50, 1, 0, "cpu"), a)
-    assert not torch.equal(infogan.epoch_order(50, 2, 0, "cpu"), a)
+def test_batch_order_is_a_seeded_permutation_per_epoch():
+    """Epoch e is randperm(n) seeded by seed * 100_003 + e (the order the golden losses pinned), its incomplete last
+    batch dropped; an order started at batch k (a resumed run) goes on as one started at 0 does."""
+    seq = list(itertools.islice(infogan.index_batches(50, 16, seed=1), 6))  # 3 batches per epoch
+    for epoch in (0, 1):
+        perm = torch.randperm(50, generator=torch.Generator().manual_seed(100_003 + epoch))
+        assert torch.equal(torch.cat(seq[3 * epoch:3 * epoch + 3]), perm[:48])
+    resumed = list(itertools.islice(infogan.index_batches(50, 16, seed=1, start=4), 2))
+    assert all(torch.equal(a, b) for a, b in zip(resumed, seq[4:], strict=True))
+    assert not torch.equal(next(infogan.index_batches(50, 16, seed=2)), seq[0])
 
 
 def brute_force_error(codes, labels, cat_dim, n_classes):
@@ -201,14 +207,14 @@ def test_smoke_run(tmp_path, mnist_root):
     assert images.dtype == np.uint8 and images.shape == (30, 1, 28, 28)
     assert codes.dtype == np.int64 and np.bincount(codes).tolist() == [3] * 10
     assert out.startswith("infogan.py: cpu, run folder runs/") and "iterations 0 -> 3" in out
-    assert "iter 3/3" in out and "ETA" in out and "writing the final sample grids and 30 samples" in out
+    assert "iter 3/3" in out and "ETA" in out and "writing the final sample grid and samples.npz" in out
     assert (run / "samples" / "0000003.png").exists() and (run / "samples" / "0000003_c3.png").exists()
     # Section 7.2's metric on the 100 test digits: logged at the final iteration and printed
     [(step, logged)] = read_scalars(run)["charts/c1_test_error"]
     printed = float(re.search(r"c1_test_error (\S+) \(Q's c1 on the 100 real test digits", out).group(1))
     assert step == 3 and 0 <= logged <= 0.9 and printed == pytest.approx(logged, abs=1e-4)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert ckpt["iteration"] == 3 and ckpt["train_seconds"] > 0
+    assert ckpt["iteration"] == 3 and ckpt["seconds"] > 0
     g, d = small_nets()
     g.load_state_dict(ckpt["generator"])
     d.load_state_dict(ckpt["discriminator"])
@@ -244,7 +250,7 @@ def test_learning_signal_d_separates_real_from_fake(trained_run, mnist_root):
     m = scalar_means(trained_run, ["charts/d_real", "charts/d_fake"], last=3)
     assert m["charts/d_real"] - m["charts/d_fake"] > 0.1, m
     # D from checkpoint.pt, apart from the charts: a swap at D's forward passes swaps those too, not this
-    real = infogan.load_data(infogan.Args(data_dir=str(mnist_root), download=False))[0]
+    real = infogan.torchvision_images("mnist", str(mnist_root), False)[0]
     on_real, on_fake = scores_on_checkpoint("infogan", trained_run, real, d_probability)
     assert on_real - on_fake > 0.1, (on_real, on_fake)
 
@@ -311,15 +317,52 @@ def test_missing_data_exits_1(tmp_path):
     assert "--data-dir" in line and not (tmp_path / "empty" / "MNIST").exists()
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
-    src = tmp_path / "src"
-    src.mkdir()
+def test_resume_builds_the_checkpoints_networks_and_refuses_what_does_not_match(tmp_path, mnist_root):
+    """The networks come from the checkpoint's args where the command line leaves them at their default (and the run
+    says so); --resume --eval-only needs no width flag; a typed width or --output the checkpoint does not have, or
+    another script's checkpoint, ends in one line, exit 2."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
     assert run_inprocess("infogan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
     ckpt = only_run_dir(src) / "checkpoint.pt"
-    dst = tmp_path / "dst"
-    dst.mkdir()
+    data = ["--data-dir", mnist_root, "--no-download", "--no-cuda"]
+    rc, out, err = run_inprocess("infogan", [*data, "--max-iters", 2, "--resume", ckpt], src)
+    assert rc == 0 and "batch_size=16, noise_dim=8, num_filters=4, fc_dim=16, q_dim=8" in out, err
+    rc, out, err = run_inprocess("infogan", [*data, "--resume", ckpt, "--eval-only", "--num-eval-samples", 10], src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (10, 1, 28, 28), err
     rc, out, err = run_inprocess("infogan", [*base(mnist_root), "--cont-dim", 3, "--resume", ckpt], dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "cont_dim=3 as typed (checkpoint: 2)" in out and "does not match" in err
+    assert len(err.strip().splitlines()) == 1 and not run_dirs(dst), err
+    # the output layer has no weights: a tanh checkpoint resumed with --output sigmoid must be refused by name
+    rc, out, err = run_inprocess("infogan", [*base(mnist_root), "--output", "sigmoid", "--resume", ckpt], dst)
+    assert rc == 2 and "--output tanh" in err and len(err.strip().splitlines()) == 1 and not run_dirs(dst), err
+    assert run_inprocess("dcgan", ["--data-dir", mnist_root, "--no-download", "--ngf", 4, "--ndf", 4, "--latent-dim",
+                                   8, "--batch-size", 16, "--max-iters", 1, "--num-eval-samples", 0], dst)[0] == 0
+    rc, out, err = run_inprocess("infogan", [*base(mnist_root), "--resume", only_run_dir(dst) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_pixel_scales_round_trip_and_sigmoid_option_samples_in_range(tmp_path, mnist_root):
+    """to_pixels maps uint8 to G's range ([-1, 1] tanh, the default; [0, 1] sigmoid) and from_pixels inverts it; the
+    official sigmoid output trains, writes samples and c1_test_error, and a resume keeps it."""
+    x = torch.arange(256, dtype=torch.uint8)
+    for output, lo in [("tanh", -1.0), ("sigmoid", 0.0)]:
+        pixels = infogan.to_pixels(x, output)
+        assert pixels[0] == lo and pixels[-1] == 1.0
+        assert torch.equal(infogan.from_pixels(pixels, output), x)
+    assert infogan.Args().output == "tanh" and isinstance(infogan.Generator(20, 4, 16).conv[-1], torch.nn.Tanh)
+    assert isinstance(infogan.Generator(20, 4, 16, "sigmoid").conv[-1], torch.nn.Sigmoid)
+    flags = [*base(mnist_root), "--output", "sigmoid", "--max-iters", 2, "--num-eval-samples", 20]
+    rc, out, err = run_inprocess("infogan", flags, tmp_path)
+    assert rc == 0, err[-3000:]
+    run = only_run_dir(tmp_path)
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["args"]["output"] == "sigmoid"
+    images = np.load(run / "samples.npz")["images"]
+    assert images.dtype == np.uint8 and images.shape == (20, 1, 28, 28) and 0 < images.mean() < 255
+    assert "c1_test_error" in out and (run / "samples" / "0000002_c3.png").exists()
+    rc, out, err = run_inprocess("infogan", ["--data-dir", mnist_root, "--no-download", "--no-cuda", "--resume",
+                                             run / "checkpoint.pt", "--max-iters", 3], tmp_path)
+    assert rc == 0 and "output='sigmoid'" in out, err[-3000:]
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

@@ -63,18 +63,22 @@ def test_gradient_does_not_vanish_for_confident_fakes():
     assert out.grad.abs().item() == pytest.approx(7.0)  # d/dx 1/2 (x - 1)^2 = x - 1
 
 
-def test_default_is_the_dcgan_network_with_dcgan_latent():
-    """Issue 14: the default network is dcgan.py's (z 100-d), Figure 3's LSUN network (z 1024-d) is behind --arch."""
+def test_default_is_the_dcgan_network_with_dcgan_latent(tmp_path, mnist_root):
+    """Issue 14: the default network is dcgan.py's (z 100-d), Figure 3's LSUN network (z 1024-d) is behind --arch.
+    latent_dim stays None (unset) until train() has the checkpoint's args, then follows --arch."""
     args = lsgan.Args()
     lsgan.check_args(args)
-    assert (args.arch, args.latent_dim, args.a, args.b, args.c) == ("dcgan", 100, 0.0, 1.0, 1.0)
-    lsun = lsgan.Args(arch="lsun", img_size=112)
-    lsgan.check_args(lsun)
-    assert lsun.latent_dim == 1024
+    assert (args.arch, args.latent_dim, args.a, args.b, args.c) == ("dcgan", None, 0.0, 1.0, 1.0)
+    lsgan.check_args(lsgan.Args(arch="lsun", img_size=112))
+    flags = ["--data-dir", mnist_root, "--no-download", "--ngf", 4, "--ndf", 4, "--batch-size", 16, "--max-iters", 1,
+             "--num-eval-samples", 0]
+    assert run_inprocess("lsgan", flags, tmp_path)[0] == 0
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["args"]["latent_dim"] == 100 and ckpt["generator"]["1.weight"].shape[0] == 100
     g, d = lsgan.dcgan_generator(100, 8, 1, 32), lsgan.dcgan_discriminator(8, 1, 32)
     assert [m.kernel_size for m in g.modules() if isinstance(m, nn.ConvTranspose2d)] == [(4, 4)] * 4
     assert [m.out_channels for m in d.modules() if isinstance(m, nn.Conv2d)] == [8, 16, 32, 1]
-    x = g(lsgan.sample_noise(5, 100, "cpu"))
+    x = g(lsgan.sample_noise(5, 100, "uniform", "cpu"))
     assert x.shape == (5, 1, 32, 32) and d(x).shape == (5,)
     assert not any(isinstance(m, (nn.Sigmoid, nn.Tanh)) for m in d.modules())  # a raw output for the squared error
     with torch.no_grad():
@@ -85,7 +89,7 @@ def test_default_is_the_dcgan_network_with_dcgan_latent():
 @pytest.mark.parametrize("img_size, channels", [(32, 1), (112, 3)])  # 112: Figure 3's LSUN side
 def test_figure3_network_shapes_and_layout(img_size, channels):
     g, d = lsgan.lsun_generator(16, 4, channels, img_size), lsgan.lsun_discriminator(4, channels, img_size)
-    x = g(lsgan.sample_noise(5, 16, "cpu"))
+    x = g(lsgan.sample_noise(5, 16, "uniform", "cpu"))
     assert x.shape == (5, channels, img_size, img_size) and x.min() >= -1 and x.max() <= 1
     assert d(x).shape == (5,)
     deconvs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
@@ -99,7 +103,7 @@ def test_figure3_network_shapes_and_layout(img_size, channels):
 
 def test_sampling_leaves_batchnorm_state_unchanged():
     g = lsgan.dcgan_generator(16, 4, 1, 32)
-    g(lsgan.sample_noise(8, 16, "cpu"))
+    g(lsgan.sample_noise(8, 16, "uniform", "cpu"))
     before = {k: v.clone() for k, v in g.state_dict().items()}
     x = lsgan.generate_uint8(g, 8, lsgan.Args(latent_dim=16), "cpu", torch.Generator().manual_seed(0))
     assert g.training and x.dtype == torch.uint8 and x.shape == (8, 1, 32, 32)
@@ -113,7 +117,7 @@ def test_generator_step_lowers_its_loss_against_the_d_it_saw():
         if isinstance(m, nn.Conv2d):
             torch.nn.init.normal_(m.weight, 0, 0.2)
     opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    z = lsgan.sample_noise(32, 16, "cpu")
+    z = lsgan.sample_noise(32, 16, "uniform", "cpu")
     before = lsgan.generator_loss(d(g(z)), 1.0).item()
     for _ in range(5):
         opt.zero_grad()
@@ -122,13 +126,52 @@ def test_generator_step_lowers_its_loss_against_the_d_it_saw():
     assert lsgan.generator_loss(d(g(z)), 1.0).item() < 0.8 * before, before
 
 
+def test_noise_priors_and_the_uniform_default():
+    """--noise: p_z is U(-1, 1) (the default: the official code's, and the golden losses') or N(0, 1)."""
+    assert lsgan.Args().noise == "uniform"
+    u = lsgan.sample_noise(20000, 4, "uniform", "cpu")
+    assert u.shape == (20000, 4) and u.min() >= -1 and u.max() <= 1 and abs(u.var() - 1 / 3) < 0.01
+    n = lsgan.sample_noise(20000, 4, "normal", "cpu")
+    assert n.shape == (20000, 4) and abs(n.mean()) < 0.03 and abs(n.std() - 1) < 0.02 and n.abs().max() > 3
+    g = lsgan.dcgan_generator(16, 4, 1, 32)
+    x = {kind: lsgan.generate_uint8(g, 4, lsgan.Args(latent_dim=16, noise=kind), "cpu",
+                                    torch.Generator().manual_seed(0)) for kind in ("uniform", "normal")}
+    assert not torch.equal(x["uniform"], x["normal"])  # the samples follow --noise
+
+
+def test_noise_normal_trains_and_resumes_from_the_checkpoints_prior(tmp_path, mnist_root, monkeypatch):
+    """--noise normal draws no uniform z (training, grid, samples.npz); --resume --eval-only without the flag keeps
+    the checkpoint's prior."""
+    def no_uniform(*a, **k):
+        raise AssertionError("--noise normal must not draw torch.rand")
+
+    monkeypatch.setattr(torch, "rand", no_uniform)
+    rc, out, err = run_inprocess("lsgan", [*base(mnist_root), "--noise", "normal", "--max-iters", 2,
+                                           "--num-eval-samples", 4], tmp_path)
+    assert rc == 0, err
+    ckpt = only_run_dir(tmp_path) / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=False)["args"]["noise"] == "normal"
+    rc, out, err = run_inprocess("lsgan", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 3, "--no-cuda"],
+                                 tmp_path)
+    assert rc == 0 and "noise='normal'" in out, err
+    assert np.load(only_run_dir(tmp_path) / "samples.npz")["images"].shape == (3, 1, 32, 32)
+
+
+def take(batches, n):
+    return [b.tolist() for b in itertools.islice(batches, n)]
+
+
 def test_batch_order_is_seeded_per_epoch_and_resumable():
-    seq = [b.tolist() for b in itertools.islice(lsgan.epoch_batches(10, 3, seed=1), 9)]  # 3 batches per epoch
+    seq = take(lsgan.index_batches(10, 3, seed=1), 9)  # 3 batches per epoch
     assert len(set(sum(seq[:3], []))) == 9 and seq[:3] != seq[3:6]
-    assert [b.tolist() for b in itertools.islice(lsgan.epoch_batches(10, 3, seed=1, start=4), 5)] == seq[4:]
+    assert take(lsgan.index_batches(10, 3, seed=1, start=4), 5) == seq[4:]
+    run = lsgan.Run.__new__(lsgan.Run)  # a Run of the common block without a training run: what batches() reads
+    run.args, run.step, run.rank, run.world = lsgan.Args(seed=1), 4, 0, 1
+    run.device, run.streams = torch.device("cpu"), []
     data = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
-    x = next(lsgan.minibatches(data, 3, 1, 4, 0, torch.device("cpu")))
-    torch.testing.assert_close(x, (torch.tensor(seq[4], dtype=torch.float32) / 127.5 - 1).view(3, 1, 1, 1))
+    x = next(run.batches(data, 3))
+    assert x.dtype == torch.uint8 and torch.equal(x, torch.tensor(seq[4], dtype=torch.uint8).view(3, 1, 1, 1))
+    assert run.step == 5
 
 
 # ----------------------------------------------------------------------------- runs
@@ -232,13 +275,25 @@ def test_missing_data_exits_1(tmp_path):
     assert "--data-dir" in line and not (tmp_path / "empty" / "MNIST").exists()
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_another_scripts(tmp_path, mnist_root):
+    """The networks come from the args saved in the checkpoint (here Figure 3's, --arch lsun, z 1024-d by default),
+    so --resume --eval-only needs no other flag; dcgan.py's checkpoint (the same entries, other modules) ends in one
+    line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
-    assert run_inprocess("lsgan", [*base(mnist_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
-    flags = [*base(mnist_root), "--img-size", 64, "--resume", only_run_dir(src) / "checkpoint.pt"]
-    rc, out, err = run_inprocess("lsgan", flags, dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    flags = ["--data-dir", mnist_root, "--no-download", "--ngf", 4, "--ndf", 4, "--batch-size", 16, "--arch", "lsun",
+             "--max-iters", 1, "--num-eval-samples", 0]
+    assert run_inprocess("lsgan", flags, src)[0] == 0
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=False)["args"]["latent_dim"] == 1024  # Figure 3's z
+    rc, out, err = run_inprocess("lsgan", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 5, "--no-cuda"], src)
+    assert rc == 0 and "arch='lsun'" in out and "latent_dim=1024" in out, err
+    assert np.load(only_run_dir(src) / "samples.npz")["images"].shape == (5, 1, 32, 32)
+    dcgan_flags = ["--ngf", 4, "--ndf", 4, "--latent-dim", 16, "--batch-size", 16]
+    assert run_inprocess("dcgan", ["--data-dir", mnist_root, "--no-download", *dcgan_flags, "--max-iters", 1,
+                                   "--num-eval-samples", 0], dst)[0] == 0
+    rc, out, err = run_inprocess("lsgan", [*base(mnist_root), "--resume", only_run_dir(dst) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

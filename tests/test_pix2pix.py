@@ -138,16 +138,19 @@ def test_augment_crops_and_flips_input_and_target_together():
     assert 0.2 < flipped < 0.8  # random horizontal flip with p = 0.5
 
 
-def test_epoch_batches_split_the_global_batch_and_restart_anywhere():
-    take = lambda it, k: [next(it) for _ in range(k)]
-    single = take(p2p.epoch_batches(10, 4, seed=3), 7)
-    r0, r1 = take(p2p.epoch_batches(10, 4, 3, rank=0, world=2), 7), take(p2p.epoch_batches(10, 4, 3, 1, 2), 7)
+def take(batches, k: int) -> list:
+    return [next(batches).tolist() for _ in range(k)]
+
+
+def test_index_batches_split_the_global_batch_and_restart_anywhere():
+    single = take(p2p.index_batches(10, 4, seed=3), 7)
+    r0, r1 = (take(p2p.index_batches(10, 4, 3, rank=rank, world=2), 7) for rank in (0, 1))
     for a, b, s in zip(r0, r1, single, strict=True):
         assert len(a) == len(b) == 2 and not set(a) & set(b) and a + b == s
     assert single[0:2] != single[2:4]  # each epoch its own permutation
     assert all(len(set(single[e] + single[e + 1])) == 8 for e in (0, 2, 4))  # 2 batches per epoch, no repeats
     for start in (1, 2, 5):  # a resumed run draws exactly the batches the uninterrupted one drew from there on
-        assert take(p2p.epoch_batches(10, 4, 3, start=start), 7 - start) == single[start:]
+        assert take(p2p.index_batches(10, 4, 3, start=start), 7 - start) == single[start:]
 
 
 def test_test_split_never_enters_training_and_val_feeds_the_grid(tmp_path):
@@ -209,7 +212,10 @@ def test_generator_step_lowers_its_loss_against_the_d_it_saw(lambda_l1):
     g, d = p2p.UnetGenerator(32, ngf=4).apply(p2p.init_weights), p2p.PatchDiscriminator(8, 3).requires_grad_(False)
     g.eval()  # no dropout and fixed BatchNorm statistics in G: one deterministic objective
     x, y = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
-    loss = lambda: p2p.generator_loss(d(torch.cat([x, g(x)], 1)), g(x), y, lambda_l1)[0]
+
+    def loss():
+        return p2p.generator_loss(d(torch.cat([x, g(x)], 1)), g(x), y, lambda_l1)[0]
+
     before = loss().item()
     opt = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
     for _ in range(10):
@@ -359,13 +365,29 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
     check_failed_download_leaves_nothing("pix2pix", SMALL, tmp_path, monkeypatch)
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, ab_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_a_corrupted_one(tmp_path, ab_root):
+    """The networks come from the args saved in the checkpoint where the command line leaves them at their default
+    (and the run says so); --resume --eval-only needs no model flag (only where the data is); a typed width the
+    checkpoint does not have, or a checkpoint whose generator holds D's weights, ends in one line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
     assert run_inprocess("pix2pix", [*base(ab_root), "--max-iters", 1, "--num-eval-samples", 0], src)[0] == 0
-    flags = [*base(ab_root), "--ngf", 8, "--resume", only_run_dir(src) / "checkpoint.pt"]
-    rc, out, err = run_inprocess("pix2pix", flags, dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    flags = ["--data-dir", ab_root, "--no-download", "--no-cuda", "--max-iters", 2, "--resume", ckpt]
+    rc, out, err = run_inprocess("pix2pix", flags, src)
+    assert rc == 0 and "args from the checkpoint" in out, err
+    said = out.splitlines()[0].split("unless typed: ", 1)[1].split(", ")
+    assert sorted(said) == ["dataset='folder'", "img_size=32", "ndf=4", "ngf=4"], out
+    rc, out, err = run_inprocess("pix2pix", [*base(ab_root), "--ngf", 8, "--max-iters", 3, "--resume", ckpt], src)
+    assert rc == 2 and "ngf=8 as typed (checkpoint: 4)" in out and "does not match" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    flags = ["--resume", ckpt, "--eval-only", "--data-dir", ab_root, "--no-cuda", "--num-eval-samples", 1]
+    rc, out, err = run_inprocess("pix2pix", flags, src)
+    assert rc == 0 and np.load(only_run_dir(src) / "translations.npz")["outputs"].shape == (1, 3, 32, 32), err
+    state = torch.load(ckpt, weights_only=False)
+    torch.save({**state, "generator": state["discriminator"]}, dst / "corrupted.pt")
+    rc, out, err = run_inprocess("pix2pix", [*base(ab_root), "--resume", dst / "corrupted.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, ab_root, monkeypatch):
@@ -402,8 +424,8 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> 
 def test_torchrun_two_cpu_ranks_download_once_and_stop_together_on_sigterm(tmp_path):
     """Two gloo ranks, --download from a local mirror holding the official archive layout: rank 0 alone fetches and
     unpacks (atomically), rank 1 waits; one intact copy, no temporary folder. Then DDP with the global batch 2 split
-    1 + 1 until SIGTERM reaches torchrun, which passes it on: both ranks stop at the same iteration with the same
-    weights, and rank 0 writes the checkpoint."""
+    1 + 1 until SIGTERM reaches torchrun, which passes it on: both ranks stop at the same iteration, and rank 0 writes
+    the checkpoint, whose weights are those it printed the checksum of."""
     src = make_ab_dataset(tmp_path / "src" / "facades")
     (tmp_path / "mirror").mkdir()
     with tarfile.open(tmp_path / "mirror" / "facades.tar.gz", "w:gz") as tar:
@@ -428,11 +450,16 @@ def test_torchrun_two_cpu_ranks_download_once_and_stop_together_on_sigterm(tmp_p
         names = sorted(os.listdir(src / split))
         assert sorted(os.listdir(data / "facades" / split)) == names
         assert all((data / "facades" / split / n).read_bytes() == (src / split / n).read_bytes() for n in names)
-    sums = dict(re.findall(r"rank (\d): (iteration \d+, generator sha256 \w+)", out))
-    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], (out, err[-3000:])
-    assert err.count("stopped by SIGTERM: checkpoint written to") == 1, err[-3000:]
+    # Run.close() prints each rank's checksum of its networks' parameters: equal on both ranks (gradients averaged),
+    # at the same stop iteration, and rank 0's is that of the checkpoint it wrote. (BatchNorm running statistics are
+    # each rank's own: DDP with broadcast_buffers=False.)
+    sums = {rank: tuple(v) for rank, *v in re.findall(r"rank (\d): iteration (\d+), weights sha256 (\w+)", out)}
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], (out, err[-3000:])  # every rank: the same weights
+    assert err.count("stopped by SIGTERM: checkpoint in") == 1, err[-3000:]  # rank 0 says it
     ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)  # only rank 0 writes
-    g = p2p.UnetGenerator(32, 4)
+    g, d = p2p.UnetGenerator(32, 4), p2p.PatchDiscriminator(4, 3)
     g.load_state_dict(ckpt["generator"])
-    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in g.parameters())).hexdigest()
-    assert sums["0"] == f"iteration {ckpt['iteration']}, generator sha256 {digest}" and len(ckpt["rng"]) == 2
+    d.load_state_dict(ckpt["discriminator"])
+    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for net in (g, d) for p in net.parameters()))
+    assert sums["0"] == (str(ckpt["iteration"]), digest.hexdigest()), (sums, ckpt["iteration"])
+    assert len(ckpt["ranks"]) == 2

@@ -289,13 +289,30 @@ def test_missing_data_exits_1(tmp_path, dataset, expected):
     assert "--data-dir" in line and not (empty.exists() and list(empty.iterdir()))
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_one_that_does_not_match(tmp_path, mnist_root):
+    """The networks come from the args saved in the checkpoint where the command line leaves them at their default
+    (and the run says so); --resume --eval-only needs no other flag; a typed width the checkpoint does not have, or a
+    checkpoint whose critic has other shapes, ends in one line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
     flags = [*base(mnist_root), "--no-critic-warmup", "--n-critic", 1, "--num-eval-samples", 0]
     assert run_inprocess("wgan", [*flags, "--max-iters", 1], src)[0] == 0
-    rc, out, err = run_inprocess("wgan", [*flags, "--ndf", 8, "--resume", only_run_dir(src) / "checkpoint.pt"], dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    rc, out, err = run_inprocess("wgan", ["--data-dir", mnist_root, "--no-download", "--no-cuda", "--max-iters", 2,
+                                          "--num-eval-samples", 0, "--resume", ckpt], src)
+    assert rc == 0 and "args from the checkpoint" in out, err
+    said = out.splitlines()[0].split("unless typed: ", 1)[1].split(", ")
+    assert sorted(said) == ["batch_size=8", "critic_warmup=False", "latent_dim=8", "n_critic=1", "ndf=4", "ngf=4"]
+    assert torch.load(ckpt, weights_only=False)["iteration"] == 2
+    rc, out, err = run_inprocess("wgan", [*flags, "--ndf", 8, "--max-iters", 3, "--resume", ckpt], src)
+    assert rc == 2 and "ndf=8 as typed (checkpoint: 4)" in out and "does not match" in err, err
+    rc, out, err = run_inprocess("wgan", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 5, "--no-cuda"], src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (5, 1, 32, 32), err
+    state = torch.load(ckpt, weights_only=False)
+    state["critic"]["net.0.weight"] = torch.zeros(8, 1, 4, 4)  # another width's critic
+    torch.save(state, tmp_path / "other.pt")
+    rc, out, err = run_inprocess("wgan", [*flags, "--resume", tmp_path / "other.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

@@ -297,14 +297,32 @@ def test_missing_data_exits_1(tmp_path, dataset, expected):
     assert "--data-dir" in line and not (empty.exists() and list(empty.iterdir()))
 
 
-def test_resume_that_does_not_match_exits_2(tmp_path, mnist_root):
+def test_resume_builds_the_checkpoints_networks_and_refuses_another_scripts(tmp_path, mnist_root):
+    """The networks come from the args saved in the checkpoint where the command line leaves them at their default
+    (and the run says so); --resume --eval-only needs no other flag; a typed --critic-norm the checkpoint does not
+    have, or another script's checkpoint (dcgan.py's), ends in one line, exit 2."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir(), dst.mkdir()
     flags = [*base(mnist_root), "--n-critic", 1, "--num-eval-samples", 0]
     assert run_inprocess("wgan_gp", [*flags, "--max-iters", 1], src)[0] == 0
-    rc, out, err = run_inprocess("wgan_gp", [*flags, "--critic-norm", "layernorm", "--resume",
-                                             only_run_dir(src) / "checkpoint.pt"], dst)
-    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1
+    ckpt = only_run_dir(src) / "checkpoint.pt"
+    rc, out, err = run_inprocess("wgan_gp", ["--data-dir", mnist_root, "--no-download", "--no-cuda", "--max-iters", 2,
+                                             "--num-eval-samples", 0, "--resume", ckpt], src)
+    assert rc == 0 and "args from the checkpoint" in out, err
+    said = out.splitlines()[0].split("unless typed: ", 1)[1].split(", ")
+    assert sorted(said) == ["batch_size=8", "dim=4", "latent_dim=8", "n_critic=1"], out
+    assert torch.load(ckpt, weights_only=False)["iteration"] == 2
+    rc, out, err = run_inprocess("wgan_gp", [*flags, "--critic-norm", "layernorm", "--max-iters", 3, "--resume", ckpt],
+                                 src)
+    assert rc == 2 and "critic_norm='layernorm' as typed (checkpoint: 'none')" in out and "does not match" in err, err
+    rc, out, err = run_inprocess("wgan_gp", ["--resume", ckpt, "--eval-only", "--num-eval-samples", 5, "--no-cuda"],
+                                 src)
+    assert rc == 0 and np.load(only_run_dir(src) / "samples.npz")["images"].shape == (5, 1, 28, 28), err
+    assert run_inprocess("dcgan", ["--data-dir", mnist_root, "--no-download", "--no-cuda", "--ngf", 8, "--ndf", 8,
+                                   "--latent-dim", 16, "--batch-size", 16, "--max-iters", 1, "--num-eval-samples", 0],
+                         dst)[0] == 0
+    rc, out, err = run_inprocess("wgan_gp", [*flags, "--resume", only_run_dir(dst) / "checkpoint.pt"], dst)
+    assert rc == 2 and "does not match" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):

@@ -1,0 +1,198 @@
+"""The common block: one text in all ten scripts, and the five faults of the copies it replaced (issue 33).
+
+1. optimiser states take their parameter's layout after loading (CPU checkpoint -> channels_last weights, fused Adam);
+2. a DDP-wrapped network does not broadcast buffers before each forward (pix2pix's BatchNorm D on CUDA);
+3. SIGTERM to the whole process group while streaming workers run: checkpoint and exit 143;
+4. an abnormal exit while streaming ends within seconds;
+5. checkpoints are fsynced before the rename, and the folder after it.
+"""
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from common_block import IMAGE_SCRIPTS, SCRIPTS, block
+from helpers import ROOT, load_script, only_run_dir, write_mnist
+
+dcgan = load_script("dcgan")
+
+
+def test_common_block_is_the_same_text_in_all_ten_scripts():
+    texts = {name: block(name) for name in SCRIPTS}
+    assert all(texts.values()), [n for n, t in texts.items() if not t]
+    assert len(set(texts.values())) == 1, "differs: " + ", ".join(n for n, t in texts.items() if t != texts["dcgan"])
+    images = {name: block(name, "image") for name in IMAGE_SCRIPTS}
+    assert all(images.values()) and len(set(images.values())) == 1
+    assert block("pix2pix", "image") is None and block("cyclegan", "image") is None
+
+
+def test_common_block_comes_after_the_paper_and_before_main():
+    for name in SCRIPTS:
+        text = (ROOT / f"{name}.py").read_text()
+        assert text.index("class Args") < text.index("def train(") < text.index("CleanGAN common block")
+        assert text.rstrip().endswith('if __name__ == "__main__":\n    train(tyro.cli(Args))'), name
+
+
+# ----------------------------------------------------------------------------- fault 1: optimiser state layout
+def test_optimiser_states_take_their_parameters_layout_and_fused_adam_steps():
+    """A checkpoint written from a contiguous network (CPU run) loaded into a channels_last one (a GPU run): plain
+    load_state_dict keeps the saved strides, which fused Adam cannot use (on CUDA it raises; on the CPU it pairs the
+    wrong elements); the block's load_state gives every state its parameter's layout, and the step equals plain Adam."""
+    torch.manual_seed(0)
+    src = dcgan.Generator(8, 4, 1, 32)
+    opt = torch.optim.Adam(src.parameters(), lr=1e-3)
+    src(torch.randn(4, 8, 1, 1)).square().mean().backward()
+    opt.step()
+    saved_net, saved_opt = src.state_dict(), opt.state_dict()
+    results = []
+    for fused in (False, True):
+        net = dcgan.Generator(8, 4, 1, 32).to(memory_format=torch.channels_last)
+        net.load_state_dict(saved_net)
+        fresh = torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused)
+        dcgan.load_state(fresh, copy.deepcopy(saved_opt))  # as read from a file: nothing shared with `opt`
+        for p in net.parameters():
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert fresh.state[p][k].stride() == p.stride(), (k, p.shape)
+        torch.manual_seed(1)
+        net(torch.randn(4, 8, 1, 1)).square().mean().backward()
+        fresh.step()
+        results.append([p.detach().clone() for p in net.parameters()])
+    for plain, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    weight = [p for p in net.parameters() if p.ndim == 4][1]
+    assert not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------- fault 2: DDP buffers
+def test_ddp_does_not_broadcast_buffers(monkeypatch):
+    """Under torchrun, Run.prepare wraps with broadcast_buffers=False: DDP's buffer copy before D's second forward
+    would modify the running statistics that cuDNN's BatchNorm backward saved (pytorch/pytorch#175024)."""
+    made = []
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel", lambda module, **kw: made.append(kw) or module)
+    for name in ("pix2pix", "dcgan"):
+        run = load_script(name).Run.__new__(load_script(name).Run)
+        run.world, run.args = 2, load_script(name).Args(compile=False)
+        d = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        assert run.prepare(d) is d and run.prepare(d, ddp=False) is d
+    assert made == [{"broadcast_buffers": False}] * 2
+
+
+# ----------------------------------------------------------------------------- fault 5: durable checkpoints
+def test_save_atomic_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.isdir(os.readlink(f"/proc/self/fd/{fd}"))))  # (fsync, of a folder?)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", None)) or real_replace(a, b))
+    for name in ("dcgan", "cyclegan"):
+        events.clear()
+        load_script(name).save_atomic({"x": torch.ones(3)}, str(tmp_path / f"{name}.pt"))
+        assert events == [("fsync", False), ("replace", None), ("fsync", True)], (name, events)
+        assert torch.load(tmp_path / f"{name}.pt")["x"].sum() == 3 and not list(tmp_path.glob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------- faults 3 and 4: streaming workers
+def write_folder(root, n=24, size=40):
+    """An ImageFolder tree (one class) of n RGB PNGs."""
+    (root / "c").mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        torchvision.io.write_png(torch.randint(0, 255, (3, size, size), dtype=torch.uint8, generator=g),
+                                 str(root / "c" / f"{i}.png"))
+    return root
+
+
+def streamed_run(name, tmp_path):
+    """(flags, cwd) of a run that streams its data through 2 DataLoader workers."""
+    if name == "cyclegan":
+        from test_cyclegan import write_unaligned
+        data = write_unaligned(tmp_path / "data" / "facades_cyclegan", counts=(8, 8, 2, 2)).parent
+        flags = ["--data-dir", data, "--img-size", 32, "--ngf", 4, "--ndf", 4, "--n-blocks", 1,
+                 "--in-memory-limit-mb", 0, "--num-workers", 2]
+    elif name == "pix2pix":
+        from test_pix2pix import make_ab_dataset
+        flags = ["--dataset", "folder", "--data-dir", make_ab_dataset(tmp_path / "ab", n_train=8), "--img-size", 32,
+                 "--ngf", 4, "--ndf", 4, "--in-memory-limit-mb", 0, "--num-workers", 2]
+    elif name == "began":
+        flags = ["--dataset", "folder", "--data-dir", write_folder(tmp_path / "imgs"), "--img-size", 16,
+                 "--num-filters", 4, "--h-dim", 8, "--batch-size", 4, "--in-memory-limit-mb", 0, "--num-workers", 2]
+    else:  # dcgan
+        flags = ["--dataset", "folder", "--data-dir", write_folder(tmp_path / "imgs"), "--ngf", 4, "--ndf", 4,
+                 "--latent-dim", 8, "--batch-size", 4, "--workers", 2]
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    return [*flags, "--no-cuda", "--num-eval-samples", 0, "--log-interval", 1], cwd
+
+
+def start(name, flags, cwd):
+    """The script as its own process group (as under torchrun, Slurm or docker), stdout and stderr to files."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out, err = open(cwd / "stdout", "w"), open(cwd / "stderr", "w")
+    return subprocess.Popen([sys.executable, str(ROOT / f"{name}.py"), *map(str, flags)], cwd=cwd, stdout=out,
+                            stderr=err, env=env, start_new_session=True)
+
+
+def wait_for(proc, path, needle, timeout=120):
+    deadline = time.time() + timeout
+    while needle not in path.read_text():
+        assert proc.poll() is None, f"ended early ({proc.returncode}): {path.with_name('stderr').read_text()[-2000:]}"
+        assert time.time() < deadline, f"no {needle!r} within {timeout} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("name", ["cyclegan", "dcgan", "began", "pix2pix"])
+def test_sigterm_to_the_whole_process_group_while_streaming_checkpoints_and_exits_143(name, tmp_path):
+    flags, cwd = streamed_run(name, tmp_path)
+    proc = start(name, [*flags, "--max-iters", 100000, "--checkpoint-interval", 100000], cwd)
+    try:
+        wait_for(proc, cwd / "stdout", "iter 2/")
+        os.killpg(proc.pid, signal.SIGTERM)  # the main process AND its DataLoader workers, as torchrun's shutdown does
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = (cwd / "stderr").read_text()
+    assert code == 143, f"exit {code}: {err[-2000:]}"
+    assert "Traceback" not in err and "killed by signal" not in err and "stopped by SIGTERM" in err, err[-2000:]
+    ckpt = torch.load(only_run_dir(cwd) / "checkpoint.pt", weights_only=False)
+    assert ckpt["iteration"] >= 2
+
+
+def test_abnormal_exit_while_streaming_ends_within_seconds(tmp_path):
+    """A non-finite loss (lambda_l1 = 1e39 overflows) while 2 workers stream: one line, exit 1, no hang at exit (the
+    workers ignore SIGTERM, so multiprocessing's exit hook would wait for them forever if nothing ended them)."""
+    flags, cwd = streamed_run("pix2pix", tmp_path)
+    t0 = time.time()
+    proc = start("pix2pix", [*flags, "--lambda-l1", 1e39, "--max-iters", 50], cwd)
+    try:
+        code = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = (cwd / "stderr").read_text()
+    assert code == 1 and "non-finite loss" in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert time.time() - t0 < 60
+
+
+# ----------------------------------------------------------------------------- --track (W&B, offline)
+def test_track_writes_an_offline_wandb_run(tmp_path):
+    pytest.importorskip("wandb")
+    data = write_mnist(tmp_path / "data")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    flags = ["--track", "--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
+             "--batch-size", 16, "--max-iters", 2, "--num-eval-samples", 0]
+    proc = subprocess.run([sys.executable, str(ROOT / "gan.py"), *map(str, flags)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, proc.stdout[-2000:]
+    assert list(runs[0].rglob("*.wandb")), "no offline run file"
