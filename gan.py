@@ -83,7 +83,6 @@ class Args:
     wandb_entity: Optional[str] = None
     """the Weights and Biases entity (team); None: your default"""
 
-
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     """the training set"""
