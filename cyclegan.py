@@ -5,6 +5,7 @@ Paper-to-code map
 - Eq. 1 with the least-squares loss (Section 4) ... `generator_loss` (target 1), `discriminator_loss` (1 / 0, halved)
 - Eq. 2, cycle consistency (L1) .................. `cycle_loss`, weight lambda (`--lambda-cycle` 10)
 - Section 5.2, identity mapping loss .............. `identity_loss`, weight lambda * 0.5 (`--lambda-identity`)
+- Section 5.1.4, Tables 4-5, loss ablation ........ `--objective`, `OBJECTIVES` (terms of Eq. 3 kept; no identity)
 - Eq. 3, full objective ........................... `g_loss` in step (1) of the loop; D_A, D_B in step (2)
 - Section 4, history of 50 generated images ....... `image_pool` (official util/image_pool.py), `ImagePool` (per rank)
 - Appendix 7.2, architectures ..................... `ResnetGenerator`, `NLayerDiscriminator`, `init_weights`
@@ -107,6 +108,8 @@ class Args:
     """lambda, weight of the cycle-consistency loss (Eq. 3, Section 4)"""
     lambda_identity: float = 0.5
     """identity loss weight as a fraction of lambda (Section 5.2; official --lambda_identity 0.5; 0 = off)"""
+    objective: Literal["cyclegan", "cycle-alone", "gan-alone", "gan+forward", "gan+backward"] = "cyclegan"
+    """Tables 4-5 (Section 5.1.4) ablation: Eq. 3, or only some terms (forward: F(G(a)) ~ a); variants: no identity"""
     pool_size: int = 50
     """history of generated images shown to the discriminators (Section 4; 0 = no history)"""
     epochs_decay: int = 100
@@ -125,6 +128,10 @@ class Args:
     """torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU)"""
 
 
+# Tables 4-5 (Section 5.1.4): (GAN terms, forward cycle F(G(a)) ~ a, backward cycle G(F(b)) ~ b) of Eq. 3 kept. No
+# identity loss there (Section 5.2 adds it for painting -> photo; official Torch identity = 0), so the variants drop it
+OBJECTIVES = {"cyclegan": (True, True, True), "cycle-alone": (False, True, True), "gan-alone": (True, False, False),
+              "gan+forward": (True, True, False), "gan+backward": (True, False, True)}
 AB_SETS = ("facades", "maps")  # also released in the AB layout; their unpaired copies live in DATA_DIR/<name>_cyclegan
 IMG_EXT = (".jpg", ".jpeg", ".png")
 
@@ -134,6 +141,8 @@ def check_args(args: Args):
                  non_negative=["n_blocks", "pool_size", "epochs_decay", "in_memory_limit_mb", "num_workers"])
     if not (args.lambda_cycle >= 0 and args.lambda_identity >= 0):  # NaN fails too
         fail(f"--lambda-cycle and --lambda-identity must be >= 0 (got {args.lambda_cycle}, {args.lambda_identity})")
+    if args.objective == "cycle-alone" and args.lambda_cycle == 0:
+        fail("--objective cycle-alone with --lambda-cycle 0 leaves no loss to train on")
     if args.img_size % 4 or args.img_size < 24:
         fail(f"--img-size must be a multiple of 4 and >= 24 (G halves it twice; got {args.img_size})")
     if args.epochs_decay > args.epochs:
@@ -427,6 +436,10 @@ def train(args: Args):
                                         stream=domain) for domain, data in enumerate(sets))
 
     # ALGO LOGIC: Section 4 training loop (one iteration = one update of G and F, then of D_A and D_B)
+    gan, forward, backward = OBJECTIVES[args.objective]  # Tables 4-5: which terms of Eq. 3 the G step minimises
+    lam_a = args.lambda_cycle if forward else 0.0  # weight of the forward cycle F(G(a)) ~ a
+    lam_b = args.lambda_cycle if backward else 0.0  # weight of the backward cycle G(F(b)) ~ b
+    lam_idt = args.lambda_identity if args.objective == "cyclegan" else 0.0  # the Tables 4-5 runs: no identity loss
     for iteration in run.loop(total_iters, n_batches):
         real_a, real_b = (crop_batch(next(batches), args, domain, iteration - 1, n_batches, run.rank, run.world)
                           .contiguous(memory_format=fmt) for domain, batches in enumerate((batches_a, batches_b)))
@@ -434,36 +447,40 @@ def train(args: Args):
         # (1) Update G and F: minimise Eq. 3 = LSGAN terms + lambda * cycle (Eq. 2) + lambda * lambda_idt * identity
         d_nets.requires_grad_(False)
         fake_b, fake_a, rec_a, rec_b, idt_a, idt_b = g_train(real_a, real_b)
-        g_gan_a, g_gan_b = generator_loss(d_a(fake_a)), generator_loss(d_b(fake_b))  # (D_A(F(b)) - 1)^2, ...
-        lam, lam_idt = args.lambda_cycle, args.lambda_identity
-        cycle_loss_a, cycle_loss_b = cycle_loss(rec_a, real_a, lam), cycle_loss(rec_b, real_b, lam)  # F(G(a)), G(F(b))
-        identity_loss_a = identity_loss(idt_a, real_a, lam, lam_idt)  # lambda * lambda_idt * ||F(a) - a||_1
-        identity_loss_b = identity_loss(idt_b, real_b, lam, lam_idt)  # lambda * lambda_idt * ||G(b) - b||_1
+        g_gan_a = g_gan_b = d_loss_a = d_loss_b = real_a.new_zeros(())  # --objective cycle-alone: no D, logged as 0
+        if gan:
+            g_gan_a, g_gan_b = generator_loss(d_a(fake_a)), generator_loss(d_b(fake_b))  # (D_A(F(b)) - 1)^2, ...
+        cycle_loss_a, cycle_loss_b = cycle_loss(rec_a, real_a, lam_a), cycle_loss(rec_b, real_b, lam_b)  # F(G(a)), ...
+        identity_loss_a = identity_loss(idt_a, real_a, args.lambda_cycle, lam_idt)  # lambda lambda_idt ||F(a) - a||_1
+        identity_loss_b = identity_loss(idt_b, real_b, args.lambda_cycle, lam_idt)  # lambda lambda_idt ||G(b) - b||_1
         g_loss = g_gan_a + g_gan_b + cycle_loss_a + cycle_loss_b + identity_loss_a + identity_loss_b
         optimizer_g.zero_grad(set_to_none=True)
         g_loss.backward()
         optimizer_g.step()
 
         # (2) Update D_A and D_B: minimise 0.5 [(D(y) - 1)^2 + D(G(x))^2] with fakes from the image history
-        d_nets.requires_grad_(True)
-        n = len(real_a)
-        out_a = d_train_a(torch.cat([real_a, image_pool(pool_a, fake_a, args.pool_size)]))  # reals, pooled fakes
-        out_b = d_train_b(torch.cat([real_b, image_pool(pool_b, fake_b, args.pool_size)]))
-        d_loss_a, d_loss_b = discriminator_loss(out_a[:n], out_a[n:]), discriminator_loss(out_b[:n], out_b[n:])
-        optimizer_d.zero_grad(set_to_none=True)
-        (d_loss_a + d_loss_b).backward()  # D_A and D_B share no weights: one backward, one optimiser
-        optimizer_d.step()
+        charts = {}  # D's mean outputs; none (and no D update) without the GAN terms
+        if gan:
+            d_nets.requires_grad_(True)
+            n = len(real_a)
+            out_a = d_train_a(torch.cat([real_a, image_pool(pool_a, fake_a, args.pool_size)]))  # reals, pooled fakes
+            out_b = d_train_b(torch.cat([real_b, image_pool(pool_b, fake_b, args.pool_size)]))
+            d_loss_a, d_loss_b = discriminator_loss(out_a[:n], out_a[n:]), discriminator_loss(out_b[:n], out_b[n:])
+            optimizer_d.zero_grad(set_to_none=True)
+            (d_loss_a + d_loss_b).backward()  # D_A and D_B share no weights: one backward, one optimiser
+            optimizer_d.step()
+            charts = {"charts/d_real": torch.cat([out_a[:n], out_b[:n]]).mean(),
+                      "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean()}
 
         terms = {"g_gan": (g_gan_a, g_gan_b), "cycle_loss": (cycle_loss_a, cycle_loss_b),
                  "identity_loss": (identity_loss_a, identity_loss_b), "d_loss": (d_loss_a, d_loss_b)}
         per_domain = {f"losses/{k}_{d}": v for k, pair in terms.items() for d, v in zip("ab", pair, strict=True)}
         run.log(iteration, {"losses/g_loss": g_loss, **{f"losses/{k}": a + b for k, (a, b) in terms.items()},
-                            **per_domain, "charts/d_real": torch.cat([out_a[:n], out_b[:n]]).mean(),
-                            "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean(),
-                            "charts/learning_rate": optimizer_g.param_groups[0]["lr"]})
+                            **per_domain, **charts, "charts/learning_rate": optimizer_g.param_groups[0]["lr"]})
         if iteration % n_batches == 0:  # linear decay, stepped at the end of each epoch (official)
             scheduler_g.step()
-            scheduler_d.step()
+            if gan:  # cycle-alone never steps optimizer_d
+                scheduler_d.step()
     run.finish()
 
 

@@ -5,7 +5,9 @@ Paper-to-code map
 - Eq. 1, the GAN value function V(D, G) ............ `discriminator_loss`, `generator_loss` (non-saturating)
 - Eq. 5, L_I(G, Q) = E[log Q(c|x)] + H(c) .......... `info_loss` (-L_I + H(c): cross-entropy and Gaussian NLL;
   c2, c3 as Gaussians of std 1 with lambda 1, the official code's, by default)
-- Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I ....... the D step (D and Q) and the G step (G) of the training loop
+- Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I ....... the D step (D and Q) and the G step (G) of the training loop;
+  `--lambda-info 0`: Section 7.1's regular GAN, whose Q still learns (`DiscriminatorQ.forward`'s info_to_body)
+- Section 7.1 / Figure 1, L_I of c1 over iterations  `charts/mi_lower_bound` = H(c1) - E[-log Q(c1|x)], in nats
 - Section 6 / Appendix C.1, latent: 62 noise + c1 ~ Cat(K=10) + c2, c3 ~ U(-1, 1) ... `sample_latent`
 - Appendix C.1 Table 1, MNIST networks ............. `Generator`, `DiscriminatorQ` (D and Q share the body);
   G ends in tanh on [-1, 1] images, or with `--output sigmoid` in the official code's sigmoid on [0, 1]
@@ -102,6 +104,8 @@ class Args:
     """lambda of L_I for the categorical code (Section 6 and official code: 1)"""
     lambda_cont: float = 1.0
     """lambda of L_I for the continuous codes (official MNIST code: 1, with fixed sigma; Section 6: smaller)"""
+    lambda_info: float = 1.0
+    """Eq. 6's lambda on the whole L_I in G's and D's losses (1); 0: Section 7.1 / Figure 1's regular GAN baseline"""
     continuous_loss: Literal["fixed-sigma", "learnt-sigma"] = "fixed-sigma"
     """Q(c_i|x) for continuous codes: Gaussian of std 1 (official code) or factored Gaussian with learnt variance"""
     num_filters: int = 64
@@ -120,7 +124,7 @@ def check_args(args: Args):
     check_common(args, positive=["noise_dim", "cat_dim", "cont_dim", "num_filters", "fc_dim", "q_dim"])
     if not args.lr_g > 0:
         fail(f"--lr-g must be > 0 (got {args.lr_g})")
-    for name in ["lambda_cat", "lambda_cont", "leak"]:
+    for name in ["lambda_cat", "lambda_cont", "lambda_info", "leak"]:
         if not getattr(args, name) >= 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
 
@@ -199,10 +203,13 @@ class DiscriminatorQ(nn.Module):
                                     nn.Linear(q_dim, cat_dim + 2 * cont_dim))
         self.apply(init_weights)
 
-    def forward(self, x):
-        """Returns D's logit (B,), Q's categorical logits (B, K), continuous means and log-variances (B, cont_dim)."""
-        h = self.body(x)
-        q = self.q_head(h)  # (B, K + 2 * cont_dim)
+    def forward(self, x, info_to_body: float = 1.0):
+        """Returns D's logit (B,), Q's categorical logits (B, K), continuous means and log-variances (B, cont_dim).
+        Q's head gets all of its loss's gradient, the shared body info_to_body times it (D step: Eq. 6's lambda)."""
+        h = q_in = self.body(x)
+        if info_to_body != 1:  # the same value forward; backward, lerp's weight scales what reaches the body
+            q_in = torch.lerp(h.detach(), h, info_to_body)
+        q = self.q_head(q_in)  # (B, K + 2 * cont_dim)
         mean, logvar = q[:, self.cat_dim:].split(self.cont_dim, dim=1)
         return self.d_head(h).view(-1), q[:, :self.cat_dim], mean, logvar
 
@@ -315,13 +322,14 @@ def train(args: Args):
 
     # ALGO LOGIC: Eq. 6, min_{G,Q} max_D V(D, G) - lambda L_I(G, Q), one D/Q step and one G step per iteration
     for iteration in run.loop(total_iters, n_batches):
-        # (1) Update D and Q: ascend V(D, G) (Eq. 1) and L_I (Eq. 5) on the same fakes; G(z, c) detached
+        # (1) Update D and Q: ascend V(D, G) (Eq. 1) and L_I (Eq. 5) on the same fakes; G(z, c) detached. Q's head
+        # ascends L_I whatever lambda (Eq. 6's minimiser over Q); lambda scales L_I's gradient into D's shared body
         real = to_pixels(next(batches), args.output).contiguous(memory_format=memory_format)
         latent, codes, cont = latent_batch(len(real))
         with torch.no_grad():
             fake = g_train(latent)
         real_logits = d_train(real)[0]
-        fake_logits, cat_logits, mean, logvar = d_train(fake)
+        fake_logits, cat_logits, mean, logvar = d_train(fake, args.lambda_info)
         d_loss = discriminator_loss(real_logits, fake_logits)
         dq_loss = d_loss + info_loss(cat_logits, mean, logvar, codes, cont, args.lambda_cat, args.lambda_cont,
                                      args.continuous_loss)[0]
@@ -336,11 +344,12 @@ def train(args: Args):
         info, info_cat, info_cont = info_loss(cat_logits, mean, logvar, codes, cont, args.lambda_cat,
                                               args.lambda_cont, args.continuous_loss)
         optimizer_g.zero_grad(set_to_none=True)
-        (g_loss + info).backward(inputs=list(generator.parameters()))  # none for D's and Q's weights
+        (g_loss + args.lambda_info * info).backward(inputs=list(generator.parameters()))  # none for D's, Q's weights
         optimizer_g.step()
 
         run.log(iteration, {"losses/d_loss": d_loss, "losses/g_loss": g_loss, "losses/info_loss": info,
                             "losses/info_loss_cat": info_cat, "losses/info_loss_cont": info_cont,
+                            "charts/mi_lower_bound": math.log(args.cat_dim) - info_cat,  # Figure 1: L_I <= H(c1)
                             "charts/d_real": torch.sigmoid(real_logits).mean(),
                             "charts/d_fake": torch.sigmoid(fake_logits).mean(),
                             "charts/q_accuracy": (cat_logits.argmax(1) == codes).float().mean()})

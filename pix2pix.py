@@ -10,6 +10,7 @@ Paper-to-code map
 - Section 3.2.2, 70x70 PatchGAN ................... `PatchDiscriminator` (n_layers_d = 3), input and output concatenated
 - Section 3.3, test-time dropout and batch stats .. `test_mode` (`--test-dropout`, `--test-batch-stats`)
 - Section 3.3 / 4, Adam 2e-4, beta1 0.5, batch 1 .. `Args` defaults; `lr_lambda`: the port's decay (paper: constant)
+- Tables 1-3, the ablations ...................... `--objective`, `--generator`, `--netd` with `--n-layers-d`
 - Section 6.2 / official aligned_dataset.py ....... `read_ab` (resize to 286), `augment` (random 256 crop, flip)
 """
 import atexit
@@ -107,8 +108,14 @@ class Args:
     """generator filters in the outermost layer (C64 in Section 6.1.1)"""
     ndf: int = 64
     """discriminator filters in the first layer (C64 in Section 6.1.2)"""
+    objective: Literal["l1", "gan", "cgan", "l1+gan", "l1+cgan"] = "l1+cgan"
+    """Table 1: the terms of Eq. 4; gan: D sees only the output (Eq. 2), cgan: input and output (Eq. 1); l1: no D"""
+    generator: Literal["unet", "encoder-decoder"] = "unet"
+    """Table 2 / Section 4.3: the U-Net, or the encoder-decoder made by severing its skip connections"""
+    netd: Literal["patch", "pixel"] = "patch"
+    """Table 3 / Section 4.4: patch: PatchGAN of --n-layers-d; pixel: 1x1 PixelGAN (official --netD pixel)"""
     n_layers_d: int = 3
-    """PatchGAN stride-2 layers -> receptive field: 1 = 16, 2 = 34, 3 = 70 (paper default), 4 = 142, 5 = 286 px"""
+    """PatchGAN stride-2 layers -> receptive field (Table 3): 1 = 16, 2 = 34, 3 = 70 (paper), 4 = 142, 5 = 286 px"""
     test_dropout: bool = True
     """keep dropout on at test time (Section 3.3; the grid and translations.npz are drawn with a seeded RNG)"""
     test_batch_stats: bool = True
@@ -157,7 +164,9 @@ def check_args(args: Args):
         fail(f"--lambda-l1 must be >= 0 (got {args.lambda_l1})")
     if args.img_size < 32 or args.img_size & (args.img_size - 1):
         fail(f"--img-size must be a power of two >= 32 (the U-Net halves it down to 1x1; got {args.img_size})")
-    if args.img_size < 4 * 2 ** args.n_layers_d:
+    if args.objective == "l1" and not args.lambda_l1 > 0:
+        fail(f"--objective l1 needs --lambda-l1 > 0 (the L1 term alone trains G; got {args.lambda_l1})")
+    if args.netd == "patch" and args.img_size < 4 * 2 ** args.n_layers_d:
         fail(f"--n-layers-d {args.n_layers_d} needs --img-size >= {4 * 2 ** args.n_layers_d} (PatchGAN map >= 1x1)")
     if args.batch_size % world:
         fail(f"--batch-size {args.batch_size} must be a multiple of the {world} processes")
@@ -234,30 +243,32 @@ def augment(batch: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class UnetBlock(nn.Module):
-    """One U-Net level (official UnetSkipConnectionBlock): x -> [down -> inner levels -> up], concatenated with x."""
+    """One U-Net level (official UnetSkipConnectionBlock): x -> [down -> inner levels -> up], concatenated with x
+    (skip=False: not concatenated, the encoder-decoder of Section 4.3)."""
 
     def __init__(self, outer_nc: int, inner_nc: int, in_nc: Optional[int] = None, submodule=None,
-                 outermost: bool = False, dropout: bool = False):
+                 outermost: bool = False, dropout: bool = False, skip: bool = True):
         super().__init__()
-        innermost, self.outermost = submodule is None, outermost
+        innermost, self.skip = submodule is None, skip and not outermost
         down = [nn.Conv2d(in_nc or outer_nc, inner_nc, 4, 2, 1, bias=False)]  # bias off before BN (official)
         if not outermost:
             down = [nn.LeakyReLU(0.2), *down] + ([] if innermost else [nn.BatchNorm2d(inner_nc)])
-        up = [nn.ReLU(), nn.ConvTranspose2d(inner_nc if innermost else 2 * inner_nc, outer_nc, 4, 2, 1,
-                                            bias=outermost)]
+        up_in = 2 * inner_nc if skip and not innermost else inner_nc  # the inner level's output and its skip
+        up = [nn.ReLU(), nn.ConvTranspose2d(up_in, outer_nc, 4, 2, 1, bias=outermost)]
         up += [nn.Tanh()] if outermost else [nn.BatchNorm2d(outer_nc)] + ([nn.Dropout(0.5)] if dropout else [])
         self.down, self.inner, self.up = nn.Sequential(*down), submodule or nn.Identity(), nn.Sequential(*up)
 
     def forward(self, x):
         y = self.up(self.inner(self.down(x)))
-        return y if self.outermost else torch.cat([x, y], 1)  # skip connection (Fig. 3)
+        return torch.cat([x, y], 1) if self.skip else y  # skip connection (Fig. 3)
 
 
 class UnetGenerator(nn.Module):
     """Encoder C64-C128-C256-C512-C512-..., decoder CD512-CD512-CD512-C512-C256-C128-C64 with skips (Section 6.1.1);
-    depth log2(img_size) takes the image down to 1x1. Dropout 0.5 in the first 3 decoder blocks (= innermost 3)."""
+    depth log2(img_size) takes the image down to 1x1. Dropout 0.5 in the first 3 decoder blocks (= innermost 3).
+    skips=False: Table 2's encoder-decoder, the same layers with the skip connections severed (Section 4.3)."""
 
-    def __init__(self, img_size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3):
+    def __init__(self, img_size: int = 256, ngf: int = 64, in_ch: int = 3, out_ch: int = 3, skips: bool = True):
         super().__init__()
         depth = img_size.bit_length() - 1  # log2
 
@@ -267,7 +278,7 @@ class UnetGenerator(nn.Module):
         block = None
         for i in reversed(range(depth)):
             block = UnetBlock(out_ch if i == 0 else ch(i - 1), ch(i), in_ch if i == 0 else None, block, i == 0,
-                              dropout=i >= depth - 3)  # paper, Lua code; the PyTorch port: one level further out
+                              dropout=i >= depth - 3, skip=skips)  # paper, Lua; the PyTorch port: one level out
         self.model = block
 
     def forward(self, x):
@@ -275,19 +286,22 @@ class UnetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """C64-C128-C256-C512, a 1-channel conv: logits per 70x70 patch (Section 6.1.2, official NLayerDiscriminator)."""
+    """C64-C128-C256-C512, a 1-channel conv: logits per 70x70 patch (Section 6.1.2, official NLayerDiscriminator).
+    pixel=True: Table 3's 1x1 PixelGAN, C64-C128 of 1x1 convolutions; in_ch 3: the unconditional D of Eq. 2."""
 
-    def __init__(self, ndf: int = 64, n_layers: int = 3, in_ch: int = 6):
+    def __init__(self, ndf: int = 64, n_layers: int = 3, in_ch: int = 6, pixel: bool = False):
         super().__init__()
-        layers, nf = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2)], ndf
+        kernel, stride, pad = (1, 1, 0) if pixel else (4, 2, 1)
+        n_layers = 1 if pixel else n_layers
+        layers, nf = [nn.Conv2d(in_ch, ndf, kernel, stride, pad), nn.LeakyReLU(0.2)], ndf
         for n in range(1, n_layers + 1):
             nf_prev, nf = nf, ndf * min(2 ** n, 8)
-            layers += [nn.Conv2d(nf_prev, nf, 4, 2 if n < n_layers else 1, 1, bias=False), nn.BatchNorm2d(nf),
-                       nn.LeakyReLU(0.2)]
-        self.model = nn.Sequential(*layers, nn.Conv2d(nf, 1, 4, 1, 1))  # logits: the sigmoid lives in BCEWithLogits
+            layers += [nn.Conv2d(nf_prev, nf, kernel, stride if n < n_layers else 1, pad, bias=False),
+                       nn.BatchNorm2d(nf), nn.LeakyReLU(0.2)]
+        self.model = nn.Sequential(*layers, nn.Conv2d(nf, 1, kernel, 1, pad))  # logits: sigmoid in BCEWithLogits
 
     def forward(self, x):
-        return self.model(x)  # (B, 1, S/2^n - 2, S/2^n - 2)
+        return self.model(x)  # (B, 1, S/2^n - 2, S/2^n - 2); PixelGAN: (B, 1, S, S)
 
 
 def init_weights(m: nn.Module):
@@ -306,9 +320,12 @@ def discriminator_loss(real_logits, fake_logits):
 
 
 def generator_loss(fake_logits, fake, target, lambda_l1: float):
-    """Eq. 4: -log D(x, G(x)) (non-saturating, Section 3.3) + lambda ||y - G(x)||_1 (Eq. 3); (total, gan, l1)."""
-    gan = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    """Eq. 4: -log D(x, G(x)) (non-saturating, Section 3.3) + lambda ||y - G(x)||_1 (Eq. 3); (total, gan, l1).
+    fake_logits None: no adversarial term (Table 1's L1 row), gan = 0."""
     l1 = F.l1_loss(fake, target)
+    if fake_logits is None:
+        return lambda_l1 * l1, torch.zeros_like(l1), l1
+    gan = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
     return gan + lambda_l1 * l1, gan, l1
 
 
@@ -365,8 +382,13 @@ def train(args: Args):
         elif not args.eval_only:  # streamed: the Dataset is the file list, the workers decode whole batches
             data = train_files
 
-    generator = UnetGenerator(args.img_size, args.ngf).apply(init_weights).to(device, memory_format=fmt)
-    discriminator = PatchDiscriminator(args.ndf, args.n_layers_d).apply(init_weights).to(device, memory_format=fmt)
+    terms = set(args.objective.split("+"))  # Table 1: which terms of Eq. 4 are on
+    adversarial, conditional = terms != {"l1"}, "cgan" in terms
+    lambda_l1 = args.lambda_l1 if "l1" in terms else 0.0  # GAN and cGAN alone: lambda = 0 in Eq. 4 (Section 4.2)
+    generator = UnetGenerator(args.img_size, args.ngf, skips=args.generator == "unet")
+    generator = generator.apply(init_weights).to(device, memory_format=fmt)
+    discriminator = PatchDiscriminator(args.ndf, args.n_layers_d, 6 if conditional else 3, args.netd == "pixel")
+    discriminator = discriminator.apply(init_weights).to(device, memory_format=fmt)  # built (and saved) even for l1
     optimizer_g, optimizer_d = [torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
                                                  fused=device.type == "cuda") for net in (generator, discriminator)]
     scheduler_g, scheduler_d = [torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.epochs, args.epochs_decay))
@@ -400,27 +422,30 @@ def train(args: Args):
         real_ab = augment(next(batches), args.img_size).contiguous(memory_format=fmt)
         real_a, real_b = real_ab[:, :3], real_ab[:, 3:]  # input x, target y in [-1, 1]
         fake_b = g_train(real_a)  # G(x); the noise z is the dropout inside G (Section 3.1)
+        real_in, fake_in = (real_ab, torch.cat([real_a, fake_b], 1)) if conditional else (real_b, fake_b)  # D's input
 
-        # (1) Update D: minimise (1/2)[-log D(x, y) - log(1 - D(x, G(x)))] (Eq. 1); G(x) detached
-        fake_logits = d_train(torch.cat([real_a, fake_b.detach()], 1))
-        real_logits = d_train(real_ab)
-        d_loss = discriminator_loss(real_logits, fake_logits)
-        optimizer_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        optimizer_d.step()
+        # (1) Update D: minimise (1/2)[-log D(x, y) - log(1 - D(x, G(x)))] (Eq. 1; Eq. 2 drops x); G(x) detached.
+        # Table 1's L1 row has no D step, and D's tags log 0 (the official code prints Err_D 0 without the GAN term)
+        d_loss, d_real, d_fake = 0.0, 0.0, 0.0
+        if adversarial:
+            fake_logits = d_train(fake_in.detach())
+            real_logits = d_train(real_in)
+            d_loss = discriminator_loss(real_logits, fake_logits)
+            optimizer_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            optimizer_d.step()
+            d_real, d_fake = torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
 
         # (2) Update G: minimise -log D(x, G(x)) + lambda ||y - G(x)||_1 (Eq. 4) through the updated, frozen D
         discriminator.requires_grad_(False)
-        g_loss, g_gan, l1_loss = generator_loss(d_frozen(torch.cat([real_a, fake_b], 1)), fake_b, real_b,
-                                                args.lambda_l1)
+        g_loss, g_gan, l1_loss = generator_loss(d_frozen(fake_in) if adversarial else None, fake_b, real_b, lambda_l1)
         optimizer_g.zero_grad(set_to_none=True)
         g_loss.backward()
         optimizer_g.step()
         discriminator.requires_grad_(True)
 
         run.log(iteration, {"losses/d_loss": d_loss, "losses/g_loss": g_loss, "losses/g_gan": g_gan,
-                            "losses/l1_loss": l1_loss, "charts/d_real": torch.sigmoid(real_logits).mean(),
-                            "charts/d_fake": torch.sigmoid(fake_logits).mean(),
+                            "losses/l1_loss": l1_loss, "charts/d_real": d_real, "charts/d_fake": d_fake,
                             "charts/learning_rate": optimizer_g.param_groups[0]["lr"]})
         if iteration % n_batches == 0:  # lr stepped at each epoch's end (the port's update_learning_rate), after the
             scheduler_g.step()  # logs of the epoch's last iteration, which show the rate it trained with

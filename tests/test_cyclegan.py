@@ -327,6 +327,35 @@ def test_learning_signal_d_scores_real_above_fake_and_cycle_loss_falls(tmp_path,
     assert np.mean(cycle[-3:]) < 0.5 * cycle[0], cycle
 
 
+@pytest.mark.parametrize("objective, gan, forward, backward", [
+    ("cycle-alone", False, True, True), ("gan-alone", True, False, False),
+    ("gan+forward", True, True, False), ("gan+backward", True, False, True)])
+def test_objective_ablation_keeps_only_its_terms_and_no_identity(tmp_path, data_root, objective, gan, forward,
+                                                                  backward):
+    """--objective (Section 5.1.4, Tables 4-5): each dropped term of Eq. 3 logs 0 at every iteration and the kept
+    ones are positive; forward is F(G(a)) ~ a (cycle_loss_a), backward G(F(b)) ~ b; no variant has the identity loss
+    (the ablation had none); g_loss is the sum of the kept terms. Without the GAN terms (Cycle alone) D_A and D_B are
+    never updated (optimizer_d holds no state), d_loss logs 0 and no D charts are written."""
+    flags = [*base(data_root), "--objective", objective, "--max-iters", 3, "--num-eval-samples", 0]
+    rc, out, err = run_inprocess("cyclegan", flags, tmp_path)
+    assert rc == 0, err
+    run = only_run_dir(tmp_path)
+    scalars = read_scalars(run)
+    kept = {"g_gan": (gan, gan), "d_loss": (gan, gan), "cycle_loss": (forward, backward),
+            "identity_loss": (False, False)}
+    total = np.zeros(3)
+    for term, on_ab in kept.items():
+        for d, on in zip("ab", on_ab, strict=True):
+            values = np.array([v for _, v in scalars[f"losses/{term}_{d}"]])
+            assert len(values) == 3 and (values > 0 if on else values == 0).all(), (term, d, values)
+            if term != "d_loss":  # g_loss: G's terms
+                total += values
+    np.testing.assert_allclose([v for _, v in scalars["losses/g_loss"]], total, rtol=1e-5)
+    assert ("charts/d_real" in scalars) == gan and ("charts/d_fake" in scalars) == gan
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["args"]["objective"] == objective and bool(ckpt["optimizer_d"]["state"]) == gan
+
+
 class _OnRunDeviceWithRanks(helpers._OnRunDevice):
     """helpers' GPU emulation, extended to the per-rank RNG states and image pools (ckpt["ranks"][r])."""
 
@@ -547,6 +576,7 @@ def test_torchrun_two_ranks_download_once_end_with_the_same_weights_and_stop_tog
     (["--epochs-decay", 300], "--epochs-decay"),
     (["--pool-size", -1], "--pool-size"),
     (["--lambda-cycle", -1], "--lambda-cycle"),
+    (["--objective", "cycle-alone", "--lambda-cycle", 0], "--objective cycle-alone"),
     (["--eval-interval", -1], "--eval-interval"),
     (["--in-memory-limit-mb", -1], "--in-memory-limit-mb"),
     (["--num-workers", -1], "--num-workers"),

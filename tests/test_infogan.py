@@ -1,5 +1,6 @@
 """infogan.py: Q's heads, the information loss L_I, code priors and traversals, the c1 test error, runs, resume,
 preemption, bad input."""
+import copy
 import itertools
 import math
 import re
@@ -28,7 +29,7 @@ from helpers import (
 infogan = load_script("infogan")
 SMALL = ["--num-filters", 4, "--fc-dim", 16, "--q-dim", 8, "--noise-dim", 8, "--batch-size", 16, "--log-interval", 1]
 INFO_TAGS = ["losses/info_loss", "losses/info_loss_cat", "losses/info_loss_cont", "charts/q_accuracy",
-             "charts/c1_test_error"]
+             "charts/mi_lower_bound", "charts/c1_test_error"]
 
 
 def base(root):
@@ -190,6 +191,57 @@ def test_generator_step_lowers_its_loss_against_the_d_it_saw():
     assert loss().item() < before - 1e-3
 
 
+def test_info_to_body_scales_only_what_reaches_the_shared_body():
+    """Eq. 6's lambda in the D step: Q's head gets its whole loss's gradient, the shared body lambda times it, D's own
+    head and every output value none of it."""
+    torch.manual_seed(0)
+    d = small_nets()[1]
+    x = torch.randn(16, 1, 28, 28)
+    latent, codes, cont = infogan.sample_latent(16, 8, 10, 2, "cpu")
+    grads, outputs = {}, {}
+    for scale in (1.0, 0.5, 0.0):
+        d.zero_grad()
+        out = d(x, scale)
+        infogan.info_loss(*out[1:], codes, cont)[0].backward()
+        grads[scale] = {n: p.grad.clone() for n, p in d.named_parameters() if p.grad is not None}
+        outputs[scale] = out
+    for scale in (0.5, 0.0):
+        assert all(torch.equal(a, b) for a, b in zip(outputs[scale], outputs[1.0], strict=True))
+        for name, grad in grads[1.0].items():
+            want = grad if name.startswith("q_head") else scale * grad
+            torch.testing.assert_close(grads[scale][name], want, msg=name)
+    assert not any(name.startswith("d_head") for name in grads[1.0])
+    assert all(grads[1.0][name].abs().sum() > 0 for name in grads[1.0] if name.startswith("body"))
+
+
+def test_lambda_zero_d_step_trains_q_and_leaves_d_a_regular_gans():
+    """Section 7.1's baseline: with lambda 0 D's body and head take the same steps as with no information term at
+    all, while Q's head still learns to recover c1 (its cross-entropy falls)."""
+    torch.manual_seed(0)
+    g, d = small_nets()
+    latent, codes, cont = infogan.sample_latent(64, 8, 10, 2, "cpu")
+    with torch.no_grad():
+        fake = g(latent)
+    real = torch.rand(64, 1, 28, 28) * 2 - 1
+    regular = copy.deepcopy(d)
+    cross_entropy = []
+    for net, with_info in ((d, True), (regular, False)):
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3, betas=(0.5, 0.999))
+        for _ in range(40):
+            fake_logits, cat_logits, mean, logvar = net(fake, 0.0)
+            loss = infogan.discriminator_loss(net(real)[0], fake_logits)
+            if with_info:
+                info, cat, _ = infogan.info_loss(cat_logits, mean, logvar, codes, cont)
+                cross_entropy.append(cat.item())
+                loss = loss + info
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for (name, a), b in zip(d.named_parameters(), regular.parameters(), strict=True):
+        assert torch.equal(a, b) != name.startswith("q_head"), name  # D equal; Q's head moved
+    assert cross_entropy[0] > 0.95 * math.log(10) and cross_entropy[-1] < cross_entropy[0] - 0.1, cross_entropy
+
+
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run(tmp_path, mnist_root):
     """check_smoke's checks, in-process (a real process is launched by the SIGTERM test)."""
@@ -221,6 +273,36 @@ def test_smoke_run(tmp_path, mnist_root):
     # D, Q's head and their shared body in one group at D's 2e-4 (official code: Q is under D's variables); G 1e-3
     assert [group["lr"] for group in ckpt["optimizer_d"]["param_groups"]] == [2e-4]
     assert ckpt["optimizer_g"]["param_groups"][0]["lr"] == 1e-3
+
+
+def test_lambda_info_zero_keeps_the_information_term_out_of_g_and_d(tmp_path, mnist_root):
+    """--lambda-info 0 trains G and D exactly as a run whose information loss is zero (--lambda-cat 0 --lambda-cont 0)
+    does, while its Q's head learns; the default (1) trains another G; Figure 1's bound is logged every log point."""
+    runs = {}
+    for name, flags in [("zero", ["--lambda-info", 0]), ("no_info", ["--lambda-cat", 0, "--lambda-cont", 0]),
+                        ("default", [])]:
+        (tmp_path / name).mkdir()
+        rc, out, err = run_inprocess("infogan", [*base(mnist_root), "--max-iters", 3, "--num-eval-samples", 0,
+                                                 "--no-cuda", *flags], tmp_path / name)
+        assert rc == 0, err[-3000:]
+        runs[name] = only_run_dir(tmp_path / name)
+    ckpt = {name: torch.load(run / "checkpoint.pt", weights_only=False) for name, run in runs.items()}
+    zero, no_info = ckpt["zero"], ckpt["no_info"]
+    assert zero["args"]["lambda_info"] == 0
+    assert all(torch.equal(v, no_info["generator"][k]) for k, v in zero["generator"].items())
+    for k, v in zero["discriminator"].items():
+        if k.startswith(("body", "d_head")):
+            assert torch.equal(v, no_info["discriminator"][k]), k
+    q_weights = [k for k in zero["discriminator"] if k.startswith("q_head") and k.endswith("weight")]
+    assert not all(torch.equal(zero["discriminator"][k], no_info["discriminator"][k]) for k in q_weights)
+    assert not all(torch.equal(v, ckpt["default"]["generator"][k]) for k, v in zero["generator"].items())
+    scalars = {name: read_scalars(run) for name, run in runs.items()}
+    for tag in ("losses/d_loss", "losses/g_loss"):
+        assert scalars["zero"][tag] == scalars["no_info"][tag], tag
+    for name in runs:
+        bound, cat = scalars[name]["charts/mi_lower_bound"], scalars[name]["losses/info_loss_cat"]
+        assert [s for s, _ in bound] == [1, 2, 3]
+        assert all(b == pytest.approx(math.log(10) - c, abs=1e-5) for (_, b), (_, c) in zip(bound, cat, strict=True))
 
 
 def test_learnt_sigma_option_runs(tmp_path, mnist_root):
@@ -268,6 +350,10 @@ def test_q_learns_the_categorical_code(trained_run):
     cat = [v for _, v in read_scalars(trained_run)["losses/info_loss_cat"]]
     assert cat[0] > 0.8 * math.log(10) and np.mean(cat[-3:]) < 0.5 * math.log(10), cat
     assert scalar_means(trained_run, ["charts/q_accuracy"], last=3)["charts/q_accuracy"] > 0.5
+    # Figure 1: L_I = H(c1) - E[-log Q(c1|x)] in nats, below H(c1) = ln 10 and rising towards it
+    bound = [v for _, v in read_scalars(trained_run)["charts/mi_lower_bound"]]
+    assert all(b == pytest.approx(math.log(10) - c, abs=1e-5) for b, c in zip(bound, cat, strict=True))
+    assert max(bound) <= math.log(10) and np.mean(bound[-3:]) > 0.5 * math.log(10), bound
 
 
 def test_sigterm_checkpoint_resumes_exactly_from_cpu_loaded_state(tmp_path, mnist_root, monkeypatch):
@@ -303,6 +389,8 @@ def test_eval_only_generates_from_checkpoint_and_reports_c1_test_error(tmp_path,
     (["--batch-size", 0], "--batch-size"),
     (["--cat-dim", 0], "--cat-dim"),
     (["--lambda-cont", -0.1], "--lambda-cont"),
+    (["--lambda-info", -1], "--lambda-info"),
+    (["--lambda-info", "nan"], "--lambda-info"),
     (["--eval-interval", -1], "--eval-interval"),
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),

@@ -1,5 +1,5 @@
-"""pix2pix.py: paper-critical pieces and losses, learning signal, smoke run, SIGTERM and exact resume (in memory and
-streaming), eval files, eval-only, bad input, downloads, torchrun/DDP."""
+"""pix2pix.py: paper-critical pieces and losses, the ablations of Tables 1-3, learning signal, smoke run, SIGTERM and
+exact resume (in memory and streaming), eval files, eval-only, bad input, downloads, torchrun/DDP."""
 import hashlib
 import os
 import re
@@ -225,6 +225,86 @@ def test_generator_step_lowers_its_loss_against_the_d_it_saw(lambda_l1):
     assert loss().item() < before - 2e-3, (before, loss().item())
 
 
+# ----------------------------------------------------------------------------- Tables 1-3: the ablation flags
+@pytest.mark.parametrize("n_layers, pixel, size, rf", [(3, True, 32, 1), (1, False, 128, 16), (3, False, 128, 70),
+                                                       (5, False, 320, 286)])
+def test_table3_receptive_fields_from_pixelgan_to_imagegan(n_layers, pixel, size, rf):
+    """Table 3 / Section 4.4: --netd pixel sees 1x1, --n-layers-d 1 16x16, 3 70x70, 5 286x286 (the official Lua
+    defineD_n_layers' comments): measured as the input pixels that move one central logit (eval mode: BatchNorm's
+    running statistics, so that no batch statistic spreads the gradient over the whole image)."""
+    torch.manual_seed(0)
+    d = p2p.PatchDiscriminator(ndf=2, n_layers=n_layers, pixel=pixel).double().eval()
+    x = torch.randn(1, 6, size, size, dtype=torch.float64, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    for dims in [(0, 1, 3), (0, 1, 2)]:  # rows, then columns
+        seen = x.grad.abs().sum(dim=dims).nonzero()
+        assert seen.max() - seen.min() + 1 == rf == len(seen), (seen.min(), seen.max())
+    if pixel:  # C64-C128 of 1x1 convolutions, one logit per pixel (Section 6.1.2)
+        assert out.shape == (1, 1, size, size) and len([m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]) == 3
+
+
+def test_table2_encoder_decoder_is_the_unet_with_its_skips_severed():
+    """Section 4.3: the same layers, each decoder layer fed only by the one below it; so everything passes the 1x1
+    bottleneck: with the bottleneck's convolution zeroed, the encoder-decoder's output no longer depends on the image,
+    while the U-Net's still does through its skips. (Eval mode: no dropout, fixed BatchNorm statistics.)"""
+    unet, enc_dec = p2p.UnetGenerator(32, ngf=4), p2p.UnetGenerator(32, ngf=4, skips=False)
+    assert list(unet.state_dict()) == list(enc_dec.state_dict())
+    for g, factor in [(unet, 2), (enc_dec, 1)]:
+        ups = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]  # innermost first
+        assert [m.in_channels for m in ups[1:]] == [factor * m.out_channels for m in ups[:-1]]
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    for g, depends_on_x in [(unet, True), (enc_dec, False)]:
+        innermost = [m for m in g.modules() if isinstance(m, p2p.UnetBlock)][-1]
+        g.eval()
+        with torch.no_grad():
+            innermost.down[1].weight.zero_()  # (LeakyReLU, Conv): the 1x1 bottleneck is 0 for every image
+            y = g(x)
+        assert bool((y[0] - y[1]).abs().max() > 1e-6) == depends_on_x
+
+
+@pytest.mark.parametrize("objective, d_in", [("l1", 3), ("gan", 3), ("cgan", 6), ("l1+gan", 3)])
+def test_table1_objectives_choose_the_terms_of_eq4_and_what_d_sees(tmp_path, ab_root, objective, d_in):
+    """Section 4.2: g_loss = GAN term + lambda L1 with lambda 100 where L1 is on and 0 where not; gan: D sees the
+    output alone (3 input channels, Eq. 2), cgan: input and output (Eq. 1); l1: D is never run nor updated (no Adam
+    state, no batch in its BatchNorm statistics), the GAN term and D's tags are 0."""
+    flags = [*base(ab_root), "--objective", objective, "--max-iters", 3, "--num-eval-samples", 0]
+    rc, out, err = run_inprocess("pix2pix", flags, tmp_path)
+    assert rc == 0, err[-2000:]
+    run = only_run_dir(tmp_path)
+    logged = {tag: np.array([v for _, v in values]) for tag, values in read_scalars(run).items()}
+    lam = 100.0 if "l1" in objective else 0.0
+    np.testing.assert_allclose(logged["losses/g_loss"], logged["losses/g_gan"] + lam * logged["losses/l1_loss"],
+                               rtol=1e-5)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["discriminator"]["model.0.weight"].shape[1] == d_in
+    trained = bool(ckpt["optimizer_d"]["state"]), int(ckpt["discriminator"]["model.3.num_batches_tracked"]) > 0
+    assert trained == ((objective != "l1"),) * 2
+    d_tags = ["losses/g_gan", "losses/d_loss", "charts/d_real", "charts/d_fake"]
+    assert all((logged[t] == 0).all() == (objective == "l1") for t in d_tags), {t: logged[t] for t in d_tags}
+
+
+def test_generator_and_netd_flags_build_the_networks_and_resume_without_retyping(tmp_path, ab_root):
+    """--generator encoder-decoder and --netd pixel: the checkpoint's networks load strictly into the encoder-decoder
+    and the PixelGAN (not into the defaults); --n-layers-d means nothing to the PixelGAN (4 would not fit 32 px); a
+    --resume without the flags takes them from the checkpoint."""
+    flags = [*base(ab_root), "--num-eval-samples", 0, "--generator", "encoder-decoder", "--netd", "pixel",
+             "--n-layers-d", 4]
+    rc, out, err = run_inprocess("pix2pix", [*flags, "--max-iters", 2], tmp_path)
+    assert rc == 0, err[-2000:]
+    ckpt_path = only_run_dir(tmp_path) / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    p2p.UnetGenerator(32, 4, skips=False).load_state_dict(ckpt["generator"])
+    p2p.PatchDiscriminator(4, pixel=True).load_state_dict(ckpt["discriminator"])
+    with pytest.raises(RuntimeError):  # the U-Net's decoder takes twice the channels
+        p2p.UnetGenerator(32, 4).load_state_dict(ckpt["generator"])
+    with pytest.raises(RuntimeError):  # the PatchGAN's 4x4 kernels
+        p2p.PatchDiscriminator(4).load_state_dict(ckpt["discriminator"])
+    rc, out, err = run_inprocess("pix2pix", [*base(ab_root), "--max-iters", 3, "--resume", ckpt_path], tmp_path)
+    assert rc == 0 and "generator='encoder-decoder'" in out and "netd='pixel'" in out, err[-2000:]
+    assert torch.load(ckpt_path, weights_only=False)["iteration"] == 3
+
+
 # ----------------------------------------------------------------------------- runs
 def test_smoke_run_and_lr_schedule_per_epoch(tmp_path, ab_root):
     """check_smoke's checks, in-process (the SIGTERM and torchrun tests run the script as a real process)."""
@@ -343,6 +423,7 @@ def test_eval_only_and_input_dir(tmp_path, ab_root):
     (["--n-layers-d", 4], "--n-layers-d"),
     (["--epochs-decay", 300], "--epochs-decay"),
     (["--lambda-l1", -1], "--lambda-l1"),
+    (["--objective", "l1", "--lambda-l1", 0], "--lambda-l1"),
     (["--resume", "nope/checkpoint.pt"], "--resume"),
     (["--eval-only"], "--eval-only"),
     (["--input-dir", "."], "--input-dir"),
