@@ -7,6 +7,7 @@ Paper-to-code map
 - Algorithm 1, lines 2-10: n_critic critic steps, Adam(1e-4, 0, 0.9) ...... the `for _ in range(args.n_critic)` loop
 - Algorithm 1, lines 11-12: generator step, -E[D(G(z))] .................. `generator_loss`
 - Section 4, no BatchNorm in the critic (layer norm as a drop-in) ....... `Critic(norm=...)`, `--critic-norm`
+- Section 3 / Figure 1: weight clipping, gradient norms per layer .. `--constraint`, `clip_weights`, `layer_grad_norms`
 - Official code (igul222/improved_wgan_training, gan_mnist.py / gan_cifar.py) .. `Generator`, `Critic`, `init_tflib`
 """
 import atexit
@@ -101,12 +102,23 @@ class Args:
     """lambda, penalty weight (Algorithm 1: 10; on [-1, 1] pixels, 10 acts like 5 on gan_mnist.py's [0, 1]: docs)"""
     critic_norm: Literal["none", "layernorm"] = "none"
     """normalisation in the critic: none (official code) or layer norm (Section 4's suggestion); never BatchNorm"""
+    constraint: Literal["gradient-penalty", "weight-clipping"] = "gradient-penalty"
+    """the critic's Lipschitz constraint: the penalty (Eq. 3) or WGAN's weight clipping (Section 3, Figure 1)"""
+    clip_value: float = 0.01
+    """c of weight-clipping: critic parameters clamped to [-c, c] after each step (Figure 1b: 0.1, 0.01, 0.001)"""
 
 
 def check_args(args: Args):
     check_common(args, positive=["latent_dim", "dim", "n_critic"], non_negative=["in_memory_limit_mb", "num_workers"])
     if not args.lambda_gp >= 0:
         fail(f"--lambda-gp must be >= 0 (got {args.lambda_gp})")
+    if not 0 < args.clip_value < float("inf"):
+        fail(f"--clip-value must be a positive number (got {args.clip_value})")
+    clipping, default = args.constraint == "weight-clipping", Args()
+    if not clipping and args.clip_value != default.clip_value:
+        fail("--clip-value applies to --constraint weight-clipping only")
+    if clipping and args.lambda_gp != default.lambda_gp:
+        fail("--lambda-gp applies to --constraint gradient-penalty only (weight clipping adds no penalty)")
 
 
 class FolderImages(Dataset):
@@ -208,14 +220,35 @@ def interpolate(real, fake, eps):
     return eps * real + (1 - eps) * fake
 
 
-def gradient_penalty(critic, real, fake):
+def gradient_penalty(critic, real, fake, create_graph: bool = True):
     """(||grad_x^ D(x^)||_2 - 1)^2 averaged over the batch (Eq. 3), eps ~ U[0, 1] per sample; create_graph=True lets
-    the penalty's gradient reach the critic's weights. Returns (penalty, per-sample gradient norms, x^)."""
+    the penalty's gradient reach the critic's weights (False: measured only). Returns (penalty, norms (B,), x^)."""
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)  # (B, 1, 1, 1)
     x_hat = interpolate(real, fake, eps).requires_grad_(True)
-    grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=create_graph)
     norms = grad.flatten(1).norm(2, dim=1)  # (B,)
     return ((norms - 1) ** 2).mean(), norms, x_hat
+
+
+@torch.no_grad()
+def clip_weights(critic: nn.Module, c: float):
+    """w <- clip(w, -c, c) for every critic parameter (WGAN's Algorithm 1, line 7): Section 3's baseline."""
+    for p in critic.parameters():
+        p.clamp_(-c, c)
+
+
+def layer_grad_norms(critic: Critic, real, fake) -> dict:
+    """Figure 1b (Section 3.2): the norm of the gradient of the critic loss E[D(x~)] - E[D(x)] with respect to the
+    activations entering each conv/linear layer, layer1 = the images ... layer4 = the last hidden layer. A separate
+    pass (no weight gradients); under weight clipping it grows or decays exponentially going back."""
+    h, inputs = torch.cat([real, fake]).requires_grad_(True), []
+    for layer in critic.net:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            inputs.append(h)
+        h = layer(h)
+    real_scores, fake_scores = h.view(-1).split(len(real))
+    grads = torch.autograd.grad(critic_loss(real_scores, fake_scores), inputs)
+    return {f"charts/critic_grad_norm/layer{i}": g.norm() for i, g in enumerate(grads, 1)}
 
 
 def critic_loss(real_scores, fake_scores):
@@ -253,6 +286,7 @@ def train(args: Args):
     optimizer_c = torch.optim.Adam(critic.parameters(), lr=args.lr, betas=(args.beta1, args.beta2), fused=fused)
     run.restore({"generator": generator, "critic": critic, "optimizer_g": optimizer_g, "optimizer_c": optimizer_c})
     g_train, c_train = run.prepare(generator), run.prepare(critic)
+    clipping = args.constraint == "weight-clipping"
 
     @torch.no_grad()
     def sample(n: int, seed: int) -> torch.Tensor:
@@ -286,11 +320,16 @@ def train(args: Args):
             with torch.no_grad():
                 fake = g_train(torch.randn(len(real), args.latent_dim, device=device))
             real_scores, fake_scores = c_train(torch.cat([real, fake])).split(len(real))  # no BatchNorm: one pass
-            gp, grad_norms, _ = gradient_penalty(critic, real, fake)  # uncompiled: torch.compile has no double backward
-            c_loss = critic_loss(real_scores, fake_scores) + args.lambda_gp * gp  # Eq. 3, with the penalty at x^
+            # uncompiled: torch.compile has no double backward; weight clipping only measures the penalty
+            gp, grad_norms, _ = gradient_penalty(critic, real, fake, create_graph=not clipping)
+            c_loss = critic_loss(real_scores, fake_scores)
+            if not clipping:
+                c_loss = c_loss + args.lambda_gp * gp  # Eq. 3, with the penalty at x^
             optimizer_c.zero_grad(set_to_none=True)
             c_loss.backward()
             optimizer_c.step()
+            if clipping:
+                clip_weights(critic, args.clip_value)  # Section 3's baseline: WGAN's clipping after each critic step
 
         # (2) Update the generator: descend -E[D(G(z))] (Algorithm 1, line 12)
         g_loss = generator_loss(c_train(g_train(torch.randn(len(real), args.latent_dim, device=device))))
@@ -299,9 +338,10 @@ def train(args: Args):
         optimizer_g.step()
 
         d_real, d_fake = real_scores.mean(), fake_scores.mean()
+        by_layer = layer_grad_norms(critic, real, fake) if iteration % args.log_interval == 0 else {}  # Figure 1b
         run.log(iteration, {"losses/d_loss": c_loss, "losses/g_loss": g_loss, "losses/gradient_penalty": gp,
                             "losses/wasserstein_estimate": d_real - d_fake, "charts/grad_norm": grad_norms.mean(),
-                            "charts/d_real": d_real, "charts/d_fake": d_fake})
+                            "charts/d_real": d_real, "charts/d_fake": d_fake, **by_layer})
     run.finish()
 
 

@@ -38,8 +38,10 @@ SWAPS = {
          'discriminator_loss(fake_out, real_out, args.a'),
     ],
     'infogan': [
-        ('        real_logits = d_train(real)[0]\n        fake_logits, cat_logits, mean, logvar = d_train(fake)',
-         '        real_logits = d_train(fake)[0]\n        fake_logits, cat_logits, mean, logvar = d_train(real)'),
+        ('        real_logits = d_train(real)[0]\n'
+         '        fake_logits, cat_logits, mean, logvar = d_train(fake, args.lambda_info)',
+         '        real_logits = d_train(fake)[0]\n'
+         '        fake_logits, cat_logits, mean, logvar = d_train(real, args.lambda_info)'),
         ('d_loss = discriminator_loss(real_logits, fake_logits)',
          'd_loss = discriminator_loss(fake_logits, real_logits)'),
     ],
@@ -62,8 +64,8 @@ SWAPS = {
          'd_loss = discriminator_loss(fake_recon, real_recon, k_t)'),
     ],
     'pix2pix': [
-        ('fake_logits = d_train(torch.cat([real_a, fake_b.detach()], 1))\n        real_logits = d_train(real_ab)',
-         'real_logits = d_train(torch.cat([real_a, fake_b.detach()], 1))\n        fake_logits = d_train(real_ab)'),
+        ('fake_logits = d_train(fake_in.detach())\n            real_logits = d_train(real_in)',
+         'real_logits = d_train(fake_in.detach())\n            fake_logits = d_train(real_in)'),
         ('d_loss = discriminator_loss(real_logits, fake_logits)',
          'd_loss = discriminator_loss(fake_logits, real_logits)'),
     ],

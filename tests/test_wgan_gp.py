@@ -1,5 +1,6 @@
 """wgan_gp.py: the gradient penalty (Eq. 3), interpolates, no BatchNorm, Adam(1e-4, 0, 0.9), learning signal, folder
-streaming, SIGTERM and exact resume, eval interval, bad input."""
+streaming, SIGTERM and exact resume, eval interval, bad input; Section 3's weight-clipping baseline and the per-layer
+gradient norms of Figure 1b."""
 from collections import Counter
 
 import numpy as np
@@ -15,6 +16,7 @@ from helpers import (
     load_script,
     losses,
     only_run_dir,
+    read_scalars,
     read_tags,
     run_inprocess,
     scalar_means,
@@ -114,11 +116,48 @@ def test_official_mnist_architecture():
     assert wgan_gp.Generator(128, 8, 3, 32)(torch.randn(2, 128)).shape == (2, 3, 32, 32)
 
 
-def test_paper_defaults_and_no_clip_value():
+def test_paper_defaults():
     a = wgan_gp.Args()
     assert (a.lr, a.beta1, a.beta2, a.lambda_gp, a.n_critic, a.critic_norm) == (1e-4, 0.0, 0.9, 10.0, 5, "none")
     assert (a.dim, a.latent_dim, a.batch_size) == (64, 128, 50)  # gan_mnist.py: DIM, noise size, BATCH_SIZE
-    assert not hasattr(a, "clip_value")  # a flag that would do nothing here
+    assert (a.constraint, a.clip_value) == ("gradient-penalty", 0.01)  # the penalty; WGAN's c for the baseline
+
+
+def test_clip_weights_clamps_every_parameter():
+    critic = wgan_gp.Critic(4, 1, "layernorm")  # conv, GroupNorm and linear weights and biases
+    assert max(p.abs().max() for p in critic.parameters()) > 0.5  # tflib init and GroupNorm's scale 1
+    wgan_gp.clip_weights(critic, 0.01)
+    assert all(p.abs().max() <= 0.01 for p in critic.parameters())
+    assert all(p.requires_grad for p in critic.parameters())  # clamped in place: still the critic's parameters
+
+
+def test_layer_grad_norms_are_activation_gradients_input_to_output():
+    """Figure 1b's measure: layer1 is the gradient of the WGAN loss with respect to the images, layer4 the one with
+    respect to the last hidden layer, (+-1/B) w per sample for the linear output w: ||w|| sqrt(2 / B). No weight
+    gradient is left behind."""
+    torch.manual_seed(0)
+    critic, real, fake = wgan_gp.Critic(4, 1, "layernorm"), torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28)
+    norms = wgan_gp.layer_grad_norms(critic, real, fake)
+    assert list(norms) == [f"charts/critic_grad_norm/layer{i}" for i in range(1, 5)]
+    x = torch.cat([real, fake]).requires_grad_(True)
+    grad_x, = torch.autograd.grad(wgan_gp.critic_loss(*critic(x).split(3)), x)
+    torch.testing.assert_close(norms["charts/critic_grad_norm/layer1"], grad_x.norm())
+    torch.testing.assert_close(norms["charts/critic_grad_norm/layer4"], critic.net[9].weight.norm() * (2 / 3) ** 0.5)
+    assert all(p.grad is None for p in critic.parameters())
+
+
+@pytest.mark.parametrize("c", [0.01, 0.001])
+def test_clipped_critic_gradients_vanish_going_back(c):
+    """Section 3.2: with every weight at +-c (Figure 1b, right: clipping pushes them to the ends), the gradient decays
+    exponentially from the output layer back to the input."""
+    torch.manual_seed(0)
+    critic = wgan_gp.Critic(8, 1)
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.copy_(c * torch.sign(p) if p.dim() > 1 else torch.zeros_like(p))
+    real, fake = torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(8, 1, 28, 28) * 2 - 1
+    norms = list(wgan_gp.layer_grad_norms(critic, real, fake).values())
+    assert all(norms[i] < 0.3 * norms[i + 1] for i in range(3)), norms
 
 
 def test_wgan_losses_on_known_scores():
@@ -164,15 +203,61 @@ def test_lr_flag_adam_settings_n_critic_and_no_generator_backward_in_critic_step
         assert group["lr"] == 1e-4 and tuple(group["betas"]) == (0.0, 0.9)  # not DCGAN's (2e-4, 0.5, 0.999)
 
 
-def test_clip_value_flag_is_rejected(tmp_path, mnist_root):
-    rc, out, err = run_inprocess("wgan_gp", [*base(mnist_root), "--clip-value", 0.01], tmp_path)
-    assert rc == 2 and "clip-value" in err
+def test_weight_clipping_bounds_the_critic_after_every_step_and_adds_no_penalty(tmp_path, mnist_root, monkeypatch):
+    """--constraint weight-clipping: before each critic step but the first (the tflib init) every critic parameter
+    lies in [-c, c], so each step was followed by a clip, and so does the checkpoint's critic; the critic loss is the
+    WGAN loss alone (d_loss = -wasserstein_estimate) although the measured penalty is far from 0."""
+    c, largest, real_step = 0.005, {}, torch.optim.Adam.step
+
+    def step(self, *a, **k):
+        largest.setdefault(id(self), []).append(max(p.abs().max().item() for g in self.param_groups
+                                                    for p in g["params"]))
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    flags = [*base(mnist_root), "--constraint", "weight-clipping", "--clip-value", c, "--critic-norm", "layernorm",
+             "--max-iters", 3, "--num-eval-samples", 0]
+    rc, out, err = run_inprocess("wgan_gp", flags, tmp_path)
+    assert rc == 0, err
+    critic_steps = next(v for v in largest.values() if len(v) == 15)  # 3 iterations x n_critic 5
+    assert critic_steps[0] > c and max(critic_steps[1:]) <= c, critic_steps
+    ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert ckpt["args"]["constraint"] == "weight-clipping" and ckpt["args"]["clip_value"] == c
+    assert all(v.abs().max() <= c for v in ckpt["critic"].values())
+    assert sum((v.abs() == c).sum() for v in ckpt["critic"].values()) > 100  # weights pushed to the ends (Fig. 1b)
+    scalars = read_scalars(only_run_dir(tmp_path))
+    for (_, d), (_, w), (_, gp) in zip(scalars["losses/d_loss"], scalars["losses/wasserstein_estimate"],
+                                       scalars["losses/gradient_penalty"], strict=True):
+        assert d == pytest.approx(-w, rel=1e-6, abs=1e-9) and gp > 0.5, (d, w, gp)
+    assert all(f"charts/critic_grad_norm/layer{i}" in scalars for i in range(1, 5))
+
+
+@pytest.mark.parametrize("flags, mention", [
+    (["--clip-value", 0.05], "--clip-value"),  # without weight clipping it would do nothing
+    (["--constraint", "weight-clipping", "--lambda-gp", 5], "--lambda-gp"),  # no penalty to weigh
+    (["--constraint", "weight-clipping", "--clip-value", 0], "--clip-value"),
+    (["--constraint", "weight-clipping", "--clip-value", -0.01], "--clip-value"),
+    (["--constraint", "weight-clipping", "--clip-value", "nan"], "--clip-value"),
+    (["--constraint", "weight-clipping", "--clip-value", "inf"], "--clip-value"),
+])
+def test_constraint_flags_that_would_do_nothing_or_are_invalid_exit_2(tmp_path, mnist_root, flags, mention):
+    check_bad_input("wgan_gp", [*base(mnist_root), *flags], tmp_path, 2, mention)
+
+
+def test_unknown_constraint_exits_2(tmp_path, mnist_root):
+    rc, out, err = run_inprocess("wgan_gp", [*base(mnist_root), "--constraint", "clipping"], tmp_path)
+    assert rc == 2 and "--constraint" in err and not (tmp_path / "runs").exists()
 
 
 def test_smoke_run(tmp_path, mnist_root):
     flags = [*base(mnist_root), "--max-iters", 3, "--critic-norm", "layernorm"]
-    tags = ["losses/gradient_penalty", "losses/wasserstein_estimate", "charts/grad_norm"]
+    tags = ["losses/gradient_penalty", "losses/wasserstein_estimate", "charts/grad_norm",
+            *[f"charts/critic_grad_norm/layer{i}" for i in range(1, 5)]]
     run, data, out = check_smoke(flags, tmp_path, tags, n_eval=30)
+    scalars = read_scalars(run)  # the penalty path: d_loss = -W + lambda gp (Eq. 3)
+    for (_, d), (_, w), (_, gp) in zip(scalars["losses/d_loss"], scalars["losses/wasserstein_estimate"],
+                                       scalars["losses/gradient_penalty"], strict=True):
+        assert d == pytest.approx(-w + 10 * gp, rel=1e-5, abs=1e-5)
     images = data["images"]
     assert images.dtype == np.uint8 and images.shape == (30, 1, 28, 28)
     assert "iter 3/3" in out and "ETA" in out
@@ -326,13 +411,14 @@ def test_resume_builds_the_checkpoints_networks_and_refuses_another_scripts(tmp_
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):
-    """Fault injection: the penalty's input gradient turns NaN from its 11th call on (iteration 3, 5 per iteration)."""
+    """Fault injection: the penalty's input gradient turns NaN from its 11th call on (iteration 3, 5 per iteration);
+    only the penalty's calls (create_graph=True) count, not the per-layer diagnostic's."""
     real_grad, calls = torch.autograd.grad, []
 
     def grad_then_nan(*a, **k):
-        calls.append(1)
+        calls.append(k.get("create_graph", False))
         out = real_grad(*a, **k)
-        return tuple(g * float("nan") for g in out) if len(calls) >= 11 else out
+        return tuple(g * float("nan") for g in out) if sum(calls) >= 11 and calls[-1] else out
 
     monkeypatch.setattr(torch.autograd, "grad", grad_then_nan)
     flags = [*base(mnist_root), "--num-eval-samples", 0, "--checkpoint-interval", 2, "--max-iters", 50]
