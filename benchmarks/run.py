@@ -3,6 +3,7 @@
 
 Usage: python benchmarks/run.py --preset quick --data-dir /path/to/data [extra script flags]
 (seeds 1 2 3, two runs at a time; writes benchmarks/results/quick/ and README.md's results table)
+--preset ablations (or ablations-full) runs the papers' ablation tables instead: benchmarks/ablations.py.
 Flags the runner does not know (e.g. --no-cuda, --batch-size 32) are passed to every script.
 Exit status: 0, or 3 when some run failed (the report is written either way).
 """
@@ -120,8 +121,9 @@ HEARTBEAT_S = 50.0  # seconds between progress lines while runs are going (at le
 
 @dataclass
 class Args:
-    preset: Literal["smoke", "quick", "long", "full"] = "quick"
-    """budget table to use (see PRESETS in this file)"""
+    preset: Literal["smoke", "quick", "long", "full", "ablations", "ablations-full"] = "quick"
+    """budget table to use (see PRESETS in this file); ablations, ablations-full: the papers' ablation tables at CPU
+    or the papers' budgets (benchmarks/ablations.py, its own budgets, seeds 1 2, report in results/PRESET)"""
     scripts: tuple[str, ...] = SCRIPTS
     """scripts to run (file names without .py); missing ones are skipped with a warning"""
     seeds: tuple[int, ...] = ()
@@ -463,6 +465,12 @@ def score_finished(scorer: report.Scorer | None, job: Job) -> tuple[float | None
 
 
 def main(args: Args, extra: list[str]) -> int:
+    if args.preset.startswith("ablations"):  # the papers' ablations: their own variants and report, this job runner
+        try:
+            from benchmarks import ablations
+        except ImportError:
+            import ablations
+        return ablations.main(args, extra)
     if args.workers is None:
         args = replace(args, workers=DEFAULT_WORKERS[args.preset])
     if args.workers < 0:
