@@ -175,7 +175,8 @@ TABLES: tuple[Table, ...] = (
               Claim("fid", False, "the final FID", "Figure 3: the penalty \"converges faster and to a better score\" "
                     "than weight clipping")),
           note="Ours: MNIST with wgan_gp.py's critic (gan_mnist.py's: 3 convolutions and a linear layer); "
-               "charts/critic_grad_norm/layer{i} is ‖∂L/∂W‖ of layer i's weight (layer 1 = input side), the mean "
+               "charts/critic_grad_norm/layer{i} is ‖∂L/∂h‖ of the activation h entering layer i (1 = the images; "
+               "the paper's 'successive layers of activations'), the mean "
                "of log10 over the last tenth of its logged values; slope: the least-squares slope of log10 norm "
                "against the layer (decades per layer, + = growing towards the output); the paper's claim is on "
                "|slope|."),
