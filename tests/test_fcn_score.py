@@ -1,4 +1,5 @@
 """Unit tests of benchmarks/fcn_score.py on constructed inputs (fake facades in tmp; no shared data, no network)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -163,6 +164,9 @@ def test_committed_weights_are_small_and_match_their_sha256():
     assert fcn_score.WEIGHTS_PATH.stat().st_size < 2 * 2 ** 20
     model = fcn_score.load()
     assert model.widths == fcn_score.TrainConfig().widths
+    ckpt = torch.load(fcn_score.WEIGHTS_PATH, weights_only=True)
+    assert ckpt["config"] == dataclasses.asdict(fcn_score.TrainConfig())  # `--train` with the defaults made them
+    assert ckpt["palette"] == fcn_score.PALETTE.tolist() and ckpt["input_size"] == fcn_score.INPUT_SIZE
 
 
 # ---------------------------------------------------------------------------------------------------------------
