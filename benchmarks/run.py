@@ -44,6 +44,35 @@ IMAGE_TO_IMAGE = ("pix2pix", "cyclegan")
 # papers' full-width configurations for a GPU; quick and long pin today's CPU widths explicitly so that their reports
 # stay comparable across versions.
 # ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpuLine:
+    """One script's README CPU line: the flags that size it for a 2-core CPU (the `quick` preset runs exactly these)
+    and what its final grid shows (at most 15 words; README.md's CPU table is generated from this table)."""
+
+    flags: tuple[str, ...]
+    shows: str
+
+
+# The README's CPU lines: each sized for about 5-12 minutes of one core (widths below the papers' where a full-width
+# iteration costs too much on a CPU; the budgets are the iterations that fit). ONE table: README.md's CPU table and the
+# `quick` preset are both made from it (tests/test_benchmarks.py checks that they agree).
+CPU_LINES: dict[str, CpuLine] = {
+    "gan": CpuLine(("--hidden-dim", "600", "--maxout-units", "120", "--max-iters", "6000"), ""),
+    "cgan": CpuLine(("--batch-size", "50", "--max-iters", "5000"), ""),
+    "dcgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "2000"), ""),
+    "lsgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "3600"), ""),
+    "infogan": CpuLine(("--num-filters", "32", "--fc-dim", "512", "--max-iters", "840"), ""),
+    "wgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "2000"), ""),
+    "wgan_gp": CpuLine(("--dim", "8", "--max-iters", "3000"), ""),
+    "began": CpuLine(("--num-filters", "16", "--max-iters", "1500"), ""),
+    "pix2pix": CpuLine(("--img-size", "128", "--max-iters", "400"), ""),
+    "cyclegan": CpuLine(("--img-size", "64", "--dataset-mode", "unaligned", "--max-iters", "250"), ""),
+}
+# What the benchmark adds to a script's preset flags besides COMMON: a sample grid every quarter of the run for the two
+# translation scripts (their 400 and 250 iterations would otherwise write one grid only).
+EVAL_FLAGS: dict[str, dict[str, list[str]]] = {"quick": {"pix2pix": ["--sample-interval", "100"],
+                                                         "cyclegan": ["--sample-interval", "50"]}}
+
 COMMON: dict[str, list[str]] = {
     # seconds per script on tiny data (tests/test_benchmarks.py)
     "smoke": ["--max-iters", "4", "--batch-size", "16", "--num-eval-samples", "200", "--log-interval", "1",
@@ -64,25 +93,7 @@ PRESETS: dict[str, dict[str, list[str]]] = {
         "cyclegan": ["--img-size", "32", "--ngf", "8", "--ndf", "8", "--batch-size", "1", "--num-eval-samples", "4",
                      "--dataset-mode", "unaligned"],
     },
-    # Budgets for about 5-9 minutes of one core per run on a 2-core CPU (one seed of the suite: about 35 minutes with
-    # 2 workers; the measured speeds are in results/quick/report.md). Widths below the papers': dcgan and lsgan at
-    # --ngf/--ndf 32 (at 64 one iteration costs 52 GFLOP), wgan at 16, wgan_gp --dim 16, began --num-filters 16.
-    # lsgan is the DCGAN network with the least-squares loss, so it gets dcgan's widths and dcgan's budget in images:
-    # twice the iterations at its paper's batch of 64 (dcgan: 128), about the same wall-clock. began runs its
-    # defaults (MNIST's recipe, docs/began.md).
-    "quick": {
-        "gan": ["--max-iters", "2500"],
-        "cgan": ["--max-iters", "2500"],
-        "dcgan": ["--max-iters", "700", "--ngf", "32", "--ndf", "32"],
-        "lsgan": ["--max-iters", "1400", "--ngf", "32", "--ndf", "32"],
-        "infogan": ["--max-iters", "250"],
-        "wgan": ["--max-iters", "700", "--ngf", "16", "--ndf", "16"],
-        "wgan_gp": ["--max-iters", "600", "--dim", "16"],
-        "began": ["--max-iters", "1500", "--num-filters", "16"],
-        "pix2pix": ["--max-iters", "400", "--img-size", "128", "--sample-interval", "100"],
-        "cyclegan": ["--max-iters", "250", "--img-size", "64", "--dataset-mode", "unaligned", "--sample-interval",
-                     "50"],
-    },
+    "quick": {name: list(line.flags) for name, line in CPU_LINES.items()},
     # About 15 minutes of one core per run, two runs side by side.
     "long": {
         "gan": ["--max-iters", "6000"],
@@ -262,10 +273,25 @@ def curve_flags(preset: str, flags: Sequence[str]) -> list[str]:
 
 
 def script_args(preset: str, script: str, extra: Sequence[str] = ()) -> list[str]:
-    """The flags a preset gives one script: common ones, the curve intervals derived from its budget, the script's
-    own, then `extra` (later ones win)."""
-    own = merge_flags(COMMON[preset], PRESETS[preset].get(script, []), extra)
-    return merge_flags(COMMON[preset], curve_flags(preset, own), PRESETS[preset].get(script, []), extra)
+    """The flags a preset gives one script: its own (for `quick`, exactly its README CPU line) first, then what the
+    benchmark adds (COMMON, the curve intervals derived from its budget, EVAL_FLAGS), then `extra`. A later flag wins:
+    the script's own over the common ones, `extra` (printed last) over everything."""
+    own = PRESETS[preset].get(script, [])
+    added = EVAL_FLAGS.get(preset, {}).get(script, [])
+    merged = merge_flags(COMMON[preset], added, own, extra)
+    merged = merge_flags(COMMON[preset], curve_flags(preset, merged), added, own, extra)
+    return [*without(own, extra), *without(merged, [*own, *extra]), *extra]  # the script's own flags lead
+
+
+def without(flags: Sequence[str], drop: Sequence[str]) -> list[str]:
+    """`flags` less every `--flag [values]` whose name is also in `drop`."""
+    names = {t.split("=", 1)[0] for t in drop if t.startswith("--")}
+    kept, key = [], None
+    for token in flags:
+        key = token.split("=", 1)[0] if token.startswith("--") else key
+        if key not in names:
+            kept.append(token)
+    return kept
 
 
 def build_jobs(args: Args, scripts: list[str], seeds: tuple[int, ...], extra: list[str], runs_dir: Path,

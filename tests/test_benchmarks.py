@@ -59,26 +59,42 @@ def test_presets_cover_every_script():
 
 
 @pytest.mark.parametrize("preset", ["quick", "long"])
-def test_presets_pin_the_cpu_widths_and_give_enough_curve_points(preset):
+def test_presets_give_enough_curve_points(preset):
     flags = {name: bench.script_args(preset, name) for name in bench.SCRIPTS}
     value = bench.flag_value
     for name in bench.SCRIPTS:
         iters = int(value(flags[name], "--max-iters"))
         assert iters // int(value(flags[name], "--log-interval")) >= 50, name  # >= 50 logged points
         assert iters // int(value(flags[name], "--eval-interval")) >= 8, name  # >= 8 eval files
+    # a flag given on the command line still wins over the derived intervals and over the script's own flags
+    assert value(bench.script_args(preset, "gan", ["--eval-interval", "7"]), "--eval-interval") == "7"
+    assert value(bench.script_args(preset, "gan", ["--max-iters", "9"]), "--max-iters") == "9"
+
+
+def test_quick_preset_is_the_cpu_lines():
+    """One table: the quick preset gives each script exactly its CPU line's flags (first, in the line's order) and
+    only eval/logging flags besides."""
+    assert set(bench.CPU_LINES) == set(bench.SCRIPTS)
+    allowed = {"--num-eval-samples", "--sample-interval", "--checkpoint-interval", "--log-interval", "--eval-interval"}
+    for name, line in bench.CPU_LINES.items():
+        flags = bench.script_args("quick", name)
+        assert tuple(flags[:len(line.flags)]) == line.flags, name
+        added = {t for t in flags[len(line.flags):] if t.startswith("--")}
+        assert added <= allowed, (name, added - allowed)
+        assert not set(line.flags) & added, name
+
+
+def test_long_preset_pins_the_widths_of_its_report():
+    flags = {name: bench.script_args("long", name) for name in bench.SCRIPTS}
+    value = bench.flag_value
     # lsgan is dcgan's network with the least-squares loss: the same widths, and dcgan's budget in images (lsgan's
     # batch is its paper's 64, dcgan's 128): twice the iterations, and no recipe flags
     for flag in ("--ngf", "--ndf"):
-        assert value(flags["lsgan"], flag) == value(flags["dcgan"], flag)
+        assert value(flags["lsgan"], flag) == value(flags["dcgan"], flag) == "32"
     assert int(value(flags["lsgan"], "--max-iters")) == 2 * int(value(flags["dcgan"], "--max-iters"))
-    assert len(bench.PRESETS[preset]["lsgan"]) == len(bench.PRESETS[preset]["dcgan"])
-    assert value(flags["dcgan"], "--ngf") == value(flags["dcgan"], "--ndf") == "32"
     assert value(flags["wgan"], "--ngf") == value(flags["wgan"], "--ndf") == "16"
     assert value(flags["wgan_gp"], "--dim") == "16" and value(flags["began"], "--num-filters") == "16"
     assert not {"--gamma", "--lambda-k", "--g-carry-steps"} & set(flags["began"])  # began's defaults: MNIST's recipe
-    assert value(flags["infogan"], "--max-iters") == {"quick": "250", "long": "2400"}[preset]
-    # a flag given on the command line still wins over the derived intervals
-    assert value(bench.script_args(preset, "gan", ["--eval-interval", "7"]), "--eval-interval") == "7"
 
 
 @pytest.mark.parametrize("preset", ["smoke", "quick", "long", "full"])
