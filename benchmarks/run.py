@@ -5,6 +5,8 @@ Usage: python benchmarks/run.py --preset quick --data-dir /path/to/data [extra s
 (seeds 1 2 3, two runs at a time; writes benchmarks/results/quick/ and README.md's results table)
 --preset ablations (or ablations-full) runs the papers' ablation tables instead: benchmarks/ablations.py.
 Flags the runner does not know (e.g. --no-cuda, --batch-size 32) are passed to every script.
+After the quick preset's runs, benchmarks/speed.py measures each script's speed alone (--no-speed: not; --speed-only:
+only that).
 Exit status: 0, or 3 when some run failed (the report is written either way).
 """
 from __future__ import annotations
@@ -168,6 +170,11 @@ class Args:
     """count FLOPs per iteration and measure the peak matmul rate (a few seconds per script)"""
     report: bool = True
     """write the report at the end"""
+    speed: bool = True
+    """quick preset: after the training runs (and the FLOP count), measure each script's speed alone, one run at a
+    time on one thread (benchmarks/speed.py; RESULTS_DIR/speed.json; waits for the machine to become quiet)"""
+    speed_only: bool = False
+    """only measure the speeds (benchmarks/speed.py): no training runs, no FLOP count, no report"""
 
 
 @dataclass
@@ -490,6 +497,21 @@ def score_finished(scorer: report.Scorer | None, job: Job) -> tuple[float | None
     return None, scored.get("error", "")
 
 
+def measure_speed(args: Args, scripts: list[str], extra: list[str], results_dir: Path) -> int:
+    """Each script's speed alone (benchmarks/speed.py, in this process: it runs the scripts one at a time) into
+    RESULTS_DIR/speed.json; its exit status (a failure or a machine that stays busy is reported, never raised)."""
+    try:
+        from benchmarks import speed
+    except ImportError:
+        import speed
+    print(f"[benchmark] measuring the speed of {', '.join(scripts)} alone (benchmarks/speed.py)", flush=True)
+    code = speed.main(speed.Args(data_dir=args.data_dir, scripts=tuple(scripts), out=str(results_dir / "speed.json")),
+                      extra)
+    if code != 0:
+        print(f"[benchmark] speed measurement incomplete (exit {code}); rerun it with --speed-only", flush=True)
+    return code
+
+
 def main(args: Args, extra: list[str]) -> int:
     if args.preset.startswith("ablations"):  # the papers' ablations: their own variants and report, this job runner
         try:
@@ -510,6 +532,10 @@ def main(args: Args, extra: list[str]) -> int:
     skipped = [s for s in args.scripts if s not in scripts]
     for s in skipped:
         print(f"[benchmark] warning: {s}.py does not exist yet; skipped", file=sys.stderr)
+    if args.speed_only:
+        if args.preset != "quick":
+            fail("--speed-only measures the README CPU lines: the quick preset only")
+        return measure_speed(args, scripts, extra, results_dir) if scripts else 0
     threads = args.threads or max(1, available_cores() // (args.workers or DEFAULT_WORKERS[args.preset]))
     jobs = build_jobs(args, scripts, seeds, extra, runs_dir, threads)
     if args.workers == 0:
@@ -541,6 +567,8 @@ def main(args: Args, extra: list[str]) -> int:
         record(runs_dir, args, [], skipped, threads)
     if args.flops and scripts:
         count_flops(args, scripts, extra, runs_dir, threads)
+    if args.preset == "quick" and args.speed and not args.skip_training and scripts:
+        measure_speed(args, scripts, extra, results_dir)
     if args.report:
         report.main(report.Args(runs_dir=str(runs_dir), results_dir=str(results_dir), data_dir=args.data_dir,
                                 classifier=args.classifier, readme=str(readme_path(args) or "")), scorer=scorer)
