@@ -2,10 +2,15 @@
 """Sample-quality metrics for CleanGAN artefacts (samples.npz, translations.npz).
 
 Noise-to-image samples are scored in the feature space of a small CNN classifier trained once on the real
-training set, whose weights are committed (benchmarks/classifier_mnist.pt, SHA-256 in docs/benchmarks.md), against
-the raw 28 px test set; image-to-image translations are scored against their targets (L1, PSNR, SSIM).
+training set, whose weights are committed (benchmarks/classifier_mnist.pt, SHA-256 in docs/benchmarks.md). One
+scoring space, 32 px: 28 px images are brought up by the scripts' own 28 -> 32 resize (`resize_uint8`), 32 px
+images come as they are, and the reference is the real test set taken to 32 px by that same resize; the network's
+fixed first step is a round trip through the 28 px grid (`low_pass`), so that the same per-pixel noise counts
+about the same at 28 and at 32 px. Nothing is sharpened.
+Image-to-image translations are scored against their targets (L1, PSNR, SSIM).
 
 Usage: python benchmarks/metrics.py runs/<run>/samples.npz --data-dir data [--weights PATH] [--retrain]
+       python benchmarks/metrics.py --calibrate --data-dir data   (the calibration table of docs/benchmarks.md)
 """
 from __future__ import annotations
 
@@ -28,10 +33,13 @@ import tyro
 from torch import nn
 
 BENCH_DIR = Path(__file__).resolve().parent
-WEIGHTS_FORMAT = 1  # bump when the classifier's architecture or the weights file's layout changes
+WEIGHTS_FORMAT = 2  # bump when the classifier's architecture, input or the weights file's layout changes
+# 1: 28 px input, 32 px samples mapped down by a least-squares inverse of the resize (a sharpening filter)
+# 2: 32 px input (28 px images brought up by the scripts' resize), then the fixed round trip 32 -> 28 -> 32 px
 DATASET_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # dataset name -> torchvision folder
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # normalisation of the classifier's input (both datasets)
-IMG_SIZE = 28
+IMG_SIZE = 28  # MNIST's own size: the data files, the 28 px scripts' samples, the default real-data floor
+FEATURE_SIZE = 32  # the classifier's input size, the one scoring space (28 px images: `resize_uint8` up to it)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -77,19 +85,20 @@ def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[np.ndar
 # Feature extractor: a small CNN classifier
 # ---------------------------------------------------------------------------------------------------------------
 class FeatureNet(nn.Module):
-    """conv3x3(16)-BN-ReLU-pool -> conv3x3(32)-BN-ReLU-pool -> fc 128 ReLU (the features) -> dropout -> fc 10."""
+    """conv3x3(16)-BN-ReLU-pool -> conv3x3(32)-BN-ReLU-pool -> fc 128 ReLU (the features) -> dropout -> fc 10,
+    on 32 x 32 input."""
 
-    def __init__(self, width: int = 16, feature_dim: int = 128, num_classes: int = 10):
+    def __init__(self, width: int = 16, feature_dim: int = 128, num_classes: int = 10, size: int = FEATURE_SIZE):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, 14, 14)
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, 16, 16)
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(2 * width * 7 * 7, feature_dim), nn.ReLU(),  # (B, 128)
+            nn.Flatten(), nn.Linear(2 * width * (size // 4) ** 2, feature_dim), nn.ReLU(),  # (B, 128)
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (B, 128), logits (B, 10)) of normalised images (B, 1, 28, 28)."""
+        """(features (B, 128), logits (B, 10)) of normalised images (B, 1, 32, 32)."""
         feats = self.body(x)
         return feats, self.head(feats)
 
@@ -115,55 +124,65 @@ class Classifier:
     test_accuracy: float  # on DATA_DIR's test set, measured when loaded
     train_seconds: float
     config: ClassifierConfig
-    real_features: np.ndarray = field(repr=False)  # (N_test, 128) float32: the raw 28 px test set, the one reference
-    test_images: np.ndarray = field(repr=False)  # (N_test, 1, 28, 28) uint8
+    real_features: np.ndarray = field(repr=False)  # (N_test, 128) float32: the test set at 32 px, the one reference
+    test_images: np.ndarray = field(repr=False)  # (N_test, 1, 28, 28) uint8, as in the data files
     test_labels: np.ndarray = field(repr=False)  # (N_test,) int64
     weights_path: str = ""
     sha256: str = ""  # of the weights file
     trained_test_accuracy: float = float("nan")  # recorded in the weights file when it was trained
 
     def reference(self) -> np.ndarray:
-        """Features of the reference set every sample set is scored against: the raw 28 px test set."""
+        """Features of the reference set every sample set is scored against: the test set taken to 32 px by the
+        scripts' resize."""
         return self.real_features
 
     def info(self) -> dict:
         return {"dataset": self.dataset, "data_dir": self.data_dir, "test_accuracy": self.test_accuracy,
                 "trained_test_accuracy": self.trained_test_accuracy, "train_seconds": self.train_seconds,
                 "config": asdict(self.config), "weights": self.weights_path, "sha256": self.sha256,
-                "feature_dim": int(self.real_features.shape[1]), "reference": f"raw {IMG_SIZE} px test set"}
+                "feature_dim": int(self.real_features.shape[1]), "input_size": FEATURE_SIZE,
+                "reference": f"test set, {IMG_SIZE} -> {FEATURE_SIZE} px by the scripts' resize"}
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 tensor [N, C, H, W] -> uint8 [N, C, size, size]: bilinear, antialiased, align_corners=False, rounded
+    (exactly the scripts' 28 -> 32 px resize of their training data)."""
+    return F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 [N, C, H, W] -> uint8 [N, C, size, size], bilinear with antialiasing (the scripts' 28 -> 32 px resize)."""
-    out = [F.interpolate(torch.from_numpy(images[i:i + 10000]).float(), size=(size, size), mode="bilinear",
-                         antialias=True, align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
-           for i in range(0, len(images), 10000)]
-    return torch.cat(out).numpy()
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    return torch.cat([_resize(x[i:i + 10000], size) for i in range(0, max(1, len(x)), 10000)]).numpy()
 
 
-def downsample_matrix(size: int) -> torch.Tensor:
-    """(28, size): the least-squares inverse of the scripts' 28 -> `size` px bilinear resize, one axis at a time.
-    A real digit taken to `size` px and back comes out as it went in (up to uint8 rounding), so 32 px samples are
-    scored against the raw 28 px test set without the blur a second resize would add (FID of real digits taken to
-    32 px and back with an antialiased bilinear resize: 79; with this map: the 28 px floor)."""
-    basis = torch.eye(IMG_SIZE, dtype=torch.float64)[None]  # (1, 28 channels, 28): one unit pixel per channel
-    up = F.interpolate(basis, size=size, mode="linear", align_corners=False)[0].T  # (size, 28), column c = up(e_c)
-    return torch.linalg.pinv(up).float()
+def low_pass(x: torch.Tensor) -> torch.Tensor:
+    """The scoring space's fixed first step, float [N, C, 32, 32] -> [N, C, 32, 32]: a round trip through the
+    28 px grid, down by the antialiased bilinear resize and up by the scripts' bilinear one, in float (no rounding).
+    Both steps average (non-negative weights summing to 1), so it sharpens nothing and never raises the variance of
+    white noise. It keeps what a 28 px image can hold: without it, the classifier (which only ever sees digits
+    brought up from 28 px) would take the frequencies above 28 px's band, which only 32 px images have, as a
+    strong signal, and the same per-pixel noise would score 2-2.5x the FID at 32 px as at 28 px."""
+    size = x.shape[-1]
+    down = F.interpolate(x, size=(IMG_SIZE, IMG_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(down, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, C, H, W] -> normalised float [N, 1, 28, 28] (grey; other sizes mapped to 28 px by
-    `downsample_matrix`, the one fixed method)."""
+    """uint8 images [N, C, H, W] -> normalised float [N, 1, 32, 32], the classifier's input: images of another
+    size are first taken to 32 px by the scripts' own resize (`resize_uint8`: 28 px samples come in exactly as the
+    32 px scripts see their training data, so real digits score the same at 28 and at 32 px), then scaled to
+    [0, 1], averaged to grey, passed through `low_pass` and normalised."""
     x = torch.as_tensor(images)
     if x.ndim != 4 or x.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+    if x.shape[-2:] != (FEATURE_SIZE, FEATURE_SIZE):
+        x = _resize(x, FEATURE_SIZE)
     x = x.float() / 255.0
     if x.shape[1] != 1:
         x = x.mean(dim=1, keepdim=True)
-    if x.shape[-2:] != (IMG_SIZE, IMG_SIZE):
-        down = downsample_matrix(x.shape[-1])
-        x = (down @ x @ down.T).clamp_(0, 1)  # (28, S) @ (N, 1, S, S) @ (S, 28)
-    return (x - MNIST_MEAN) / MNIST_STD
+    return (low_pass(x) - MNIST_MEAN) / MNIST_STD
 
 
 @torch.no_grad()
@@ -182,8 +201,10 @@ def extract(net: FeatureNet, images: np.ndarray, batch_size: int = 1000) -> tupl
 
 def train_classifier(dataset: str, data_dir: str | Path, config: ClassifierConfig,
                      log: bool = True) -> tuple[FeatureNet, float, float]:
-    """Train the feature classifier on the real training set; returns (net, test accuracy, seconds)."""
+    """Train the feature classifier on the real training set taken to 32 px by the scripts' resize; returns (net,
+    accuracy on the test set scored the same way, seconds)."""
     x_train, y_train = load_split(dataset, data_dir, train=True)
+    x_train = resize_uint8(x_train, FEATURE_SIZE)  # once, not per batch
     x_test, y_test = load_split(dataset, data_dir, train=False)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -239,6 +260,7 @@ def save_weights(path: str | Path, net: FeatureNet, dataset: str, test_accuracy:
     buffer = io.BytesIO()  # not the file: torch.save names the archive after the file, which would change the hash
     torch.save({"format": WEIGHTS_FORMAT, "dataset": dataset_key(dataset), "state_dict": net.state_dict(),
                 "test_accuracy": test_accuracy, "train_seconds": train_seconds, "config": asdict(config),
+                "input_size": FEATURE_SIZE,
                 "torch": str(torch.__version__)}, buffer)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(buffer.getvalue())
@@ -335,10 +357,13 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_s
     return float(mmds.mean()), float(mmds.std())
 
 
-def _knn_radii(feats: torch.Tensor, k: int, batch_size: int) -> torch.Tensor:
-    """Distance of each point to its k-th nearest neighbour in the same set (itself excluded)."""
-    return torch.cat([torch.cdist(feats[i:i + batch_size], feats).kthvalue(k + 1, dim=1).values
-                      for i in range(0, len(feats), batch_size)])
+def _knn_radii(feats: torch.Tensor, ks: tuple[int, ...], batch_size: int) -> list[torch.Tensor]:
+    """For each k in `ks`, the distance of each point to its k-th nearest neighbour in the same set (itself
+    excluded), from one pass over the pairwise distances."""
+    kmax = max(ks)
+    nearest = torch.cat([torch.cdist(feats[i:i + batch_size], feats).topk(kmax + 1, dim=1, largest=False).values
+                         for i in range(0, len(feats), batch_size)])  # (N, kmax + 1), ascending, column 0 = itself
+    return [nearest[:, k] for k in ks]
 
 
 def _coverage(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, batch_size: int) -> float:
@@ -348,19 +373,51 @@ def _coverage(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor,
     return float(torch.cat(inside).double().mean())
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, batch_size: int = 1000,
-                     seed: int = 0) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls; the larger set is subsampled."""
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = 3, dc_k: int = 5, batch_size: int = 1000,
+         seed: int = 0) -> dict[str, float]:
+    """Precision and recall with k-NN balls of `k` (Kynkaanniemi et al. 2019), density and coverage with the real
+    features' k-NN balls of `dc_k` (Naeem et al. 2020), from one subsample: the larger set is subsampled to the size
+    of the smaller (seeded, order kept). Balls are closed (distance <= radius).
+
+    precision = fraction of samples Y_j inside at least one real ball B(X_i, NND_k(X_i));
+    recall = fraction of real X_i inside at least one sample ball B(Y_j, NND_k(Y_j));
+    density = (1/kM) sum_j sum_i 1[Y_j in B(X_i, NND_k(X_i))] with k = dc_k (how many real balls hold a sample, over
+    k: about 1 when the two sets are drawn alike, above 1 where samples crowd the dense real regions);
+    coverage = (1/N) sum_i 1[some Y_j in B(X_i, NND_k(X_i))] with k = dc_k (real balls holding a sample)."""
     n = min(len(real), len(fake))
-    if n <= k:
-        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set (got {n})")
+    if n <= max(k, dc_k):
+        raise ValueError(f"precision/recall/density/coverage with k={max(k, dc_k)} needs more than {max(k, dc_k)} "
+                         f"samples per set (got {n})")
     rng = np.random.default_rng(seed)
     real = real[np.sort(rng.choice(len(real), n, replace=False))] if len(real) > n else real
     fake = fake[np.sort(rng.choice(len(fake), n, replace=False))] if len(fake) > n else fake
     r, f = torch.as_tensor(real, dtype=torch.float32), torch.as_tensor(fake, dtype=torch.float32)
-    precision = _coverage(f, r, _knn_radii(r, k, batch_size), batch_size)  # generated within the real manifold
-    recall = _coverage(r, f, _knn_radii(f, k, batch_size), batch_size)  # real within the generated manifold
-    return precision, recall
+    real_k, real_dc = _knn_radii(r, (k, dc_k), batch_size)
+    (fake_k,) = _knn_radii(f, (k,), batch_size)
+    in_real, inside_count, covered = [], 0, torch.zeros(n, dtype=torch.bool)
+    for i in range(0, n, batch_size):
+        dist = torch.cdist(f[i:i + batch_size], r)  # (b, N): sample j to real i
+        in_real.append((dist <= real_k[None]).any(dim=1))
+        inside = dist <= real_dc[None]
+        inside_count += int(inside.sum())
+        covered |= inside.any(dim=0)
+    return {"precision": float(torch.cat(in_real).double().mean()),  # samples within the real manifold
+            "recall": _coverage(r, f, fake_k, batch_size),  # real within the samples' manifold
+            "density": inside_count / (dc_k * n), "coverage": float(covered.double().mean())}
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, batch_size: int = 1000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls; the larger set is subsampled."""
+    out = prdc(real, fake, k, k, batch_size, seed)
+    return out["precision"], out["recall"]
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, batch_size: int = 1000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) with the real features' k-NN balls; see `prdc`."""
+    out = prdc(real, fake, k, k, batch_size, seed)
+    return out["density"], out["coverage"]
 
 
 def mode_coverage(preds: np.ndarray, num_classes: int = 10, threshold: float = 0.01) -> dict:
@@ -409,10 +466,10 @@ def code_error(preds: np.ndarray, codes: np.ndarray, num_classes: int = 10) -> t
 def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: np.ndarray,
                     labels: np.ndarray | None = None, codes: np.ndarray | None = None,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
-                    real_labels: np.ndarray | None = None) -> dict:
-    """Every noise-to-image metric for one sample set (features already extracted); kid_subsets=0 skips KID."""
-    precision, recall = precision_recall(real_feats, fake_feats, k=k)
-    out = {"n": len(fake_feats), "fid": fid(real_feats, fake_feats), "precision": precision, "recall": recall,
+                    real_labels: np.ndarray | None = None, dc_k: int = 5) -> dict:
+    """Every noise-to-image metric for one sample set (features already extracted); kid_subsets=0 skips KID.
+    Precision/recall use k-NN balls with `k` (3), density/coverage the real balls with `dc_k` (5)."""
+    out = {"n": len(fake_feats), "fid": fid(real_feats, fake_feats), **prdc(real_feats, fake_feats, k, dc_k),
            **mode_coverage(fake_preds)}
     if kid_subsets:
         out["kid"], out["kid_std"] = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
@@ -428,8 +485,8 @@ def feature_metrics(real_feats: np.ndarray, fake_feats: np.ndarray, fake_preds: 
 
 def score_samples(path: str | Path, clf: Classifier, **kwargs) -> dict:
     """Metrics of a samples.npz (`images`, optional `labels` / `codes`; an eval file's `iteration` and
-    `train_seconds` are passed through) against the raw 28 px test set; samples of another size are mapped to 28 px
-    by `to_input` (the inverse of the scripts' resize), the one fixed method."""
+    `train_seconds` are passed through) against the test set at 32 px; samples of another size are brought to 32 px
+    by `to_input` (the scripts' own resize), the one fixed method."""
     with np.load(path) as npz:
         if "images" not in npz:
             raise ValueError(f"{path}: no `images` array (has {', '.join(npz.files)})")
@@ -443,15 +500,77 @@ def score_samples(path: str | Path, clf: Classifier, **kwargs) -> dict:
             **feature_metrics(clf.reference(), feats, preds, labels, codes, real_labels=clf.test_labels, **kwargs)}
 
 
-def real_floor(clf: Classifier, size: int = IMG_SIZE, n: int = 10000, seed: int = 0, **kwargs) -> dict:
-    """Every metric for `n` real training images (with their labels) against the raw 28 px test set, scored exactly
-    like samples: at 28 px, or taken to `size` px first (as the 32 px scripts take their training data) and back."""
+def real_training_sample(clf: Classifier, n: int = 10000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [n, 1, 28, 28], labels) of `n` real training images, a seeded sample in file order."""
     x_train, y_train = load_split(clf.dataset, clf.data_dir, train=True)
     idx = np.sort(np.random.default_rng(seed).choice(len(x_train), min(n, len(x_train)), replace=False))
-    images = x_train[idx] if size == IMG_SIZE else resize_uint8(x_train[idx], size)
+    return x_train[idx], y_train[idx]
+
+
+def real_floor(clf: Classifier, size: int = IMG_SIZE, n: int = 10000, seed: int = 0, **kwargs) -> dict:
+    """Every metric for `n` real training images (with their labels) against the test set, scored exactly like
+    samples of `size` px: the 28 px images, or taken to `size` px first by the scripts' resize (as the 32 px scripts
+    take their training data). At 28 and at 32 px the classifier sees the same images, so those floors are equal."""
+    images, labels = real_training_sample(clf, n, seed)
+    images = images if size == IMG_SIZE else resize_uint8(images, size)
     feats, preds = extract(clf.net, images)
-    return {"size": size, **feature_metrics(clf.reference(), feats, preds, labels=y_train[idx],
+    return {"size": size, **feature_metrics(clf.reference(), feats, preds, labels=labels,
                                             real_labels=clf.test_labels, **kwargs)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration: real digits, and real digits spoilt in known ways, at 28 and at 32 px
+# ---------------------------------------------------------------------------------------------------------------
+def add_noise(images: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """uint8 images plus per-pixel Gaussian noise of std `sigma` (uint8 units), rounded and clipped to [0, 255]."""
+    noise = np.random.default_rng(seed).normal(0.0, sigma, images.shape)
+    return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
+
+
+def box_blur(images: np.ndarray, width: int = 3) -> np.ndarray:
+    """uint8 images [N, C, H, W] averaged over a `width` x `width` box (zero padding, the digits' background),
+    rounded."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float()
+    kernel = torch.full((x.shape[1], 1, width, width), 1.0 / width ** 2)
+    return F.conv2d(x, kernel, padding=width // 2, groups=x.shape[1]).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def calibration_sets(clf: Classifier, n: int = 10000, seed: int = 0) -> list[tuple[str, int, np.ndarray]]:
+    """(what, size in px, uint8 images) of every calibration row: `n` real training digits at 28 px and taken to
+    32 px by the scripts' resize; the same with Gaussian noise (sigma 15 and 30) or a 3 x 3 box blur applied at that
+    size; digits 0-4 only; digit 1 only (all of them when fewer than `n`); uniform noise."""
+    images, labels = real_training_sample(clf, n, seed)
+    at = {IMG_SIZE: images, FEATURE_SIZE: resize_uint8(images, FEATURE_SIZE)}
+    rows = [("real digits", size, x) for size, x in at.items()]
+    for sigma in (15, 30):
+        rows += [(f"+ Gaussian noise, sigma {sigma}", size, add_noise(x, sigma, seed + 1)) for size, x in at.items()]
+    rows += [("3 x 3 box blur", size, box_blur(x)) for size, x in at.items()]
+    x_train, y_train = load_split(clf.dataset, clf.data_dir, train=True)
+    rng = np.random.default_rng(seed)
+    for what, keep in [("digits 0-4 only", y_train < 5), ("digit 1 only", y_train == 1)]:
+        idx = np.flatnonzero(keep)
+        rows.append((what, IMG_SIZE, x_train[np.sort(rng.choice(idx, min(n, len(idx)), replace=False))]))
+    rows.append(("uniform noise", FEATURE_SIZE, rng.integers(0, 256, (n, 1, FEATURE_SIZE, FEATURE_SIZE), np.uint8)))
+    return rows
+
+
+def calibrate(clf: Classifier, n: int = 10000, seed: int = 0) -> list[dict]:
+    """Every metric (KID skipped) of every calibration row against the reference, as `score_samples` scores."""
+    out = []
+    for what, size, images in calibration_sets(clf, n, seed):
+        feats, preds = extract(clf.net, images)
+        out.append({"what": what, "size": size, **feature_metrics(clf.reference(), feats, preds, kid_subsets=0)})
+    return out
+
+
+def calibration_table(rows: list[dict]) -> str:
+    """The calibration rows as the markdown table of docs/benchmarks.md."""
+    lines = ["| images | px | n | FID | precision | recall | density | coverage | modes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['what']} | {r['size']} | {r['n']} | {r['fid']:.1f} | {r['precision']:.3f} | "
+                     f"{r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | {r['modes']} |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -540,8 +659,8 @@ def dataset_of_run(path: str | Path) -> str | None:
 
 @dataclass
 class Args:
-    path: tyro.conf.Positional[str]
-    """a samples.npz or translations.npz (or the run folder holding one)"""
+    path: tyro.conf.Positional[str] = ""
+    """a samples.npz or translations.npz (or the run folder holding one); not needed with --calibrate"""
     data_dir: str = "data"
     """folder holding the real dataset in torchvision's layout (DATA_DIR/MNIST/raw)"""
     dataset: str | None = None
@@ -552,9 +671,22 @@ class Args:
     """train the classifier again on DATA_DIR and overwrite WEIGHTS (prints the new SHA-256)"""
     floor: bool = False
     """also score 10,000 real training images against the real test set (at the samples' size)"""
+    calibrate: bool = False
+    """print the calibration table of docs/benchmarks.md (real digits, noise, blur, fewer classes at 28 and 32 px)"""
+    calibration_n: int = 10000
+    """images per calibration row"""
 
 
-def main(args: Args) -> dict:
+def main(args: Args) -> dict | str:
+    if args.calibrate:
+        try:
+            clf = get_classifier(args.dataset or "mnist", args.data_dir, args.weights or None, retrain=args.retrain)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"metrics.py: error: {e}") from None
+        return (f"classifier {clf.weights_path}, sha256 {clf.sha256}, test accuracy {clf.test_accuracy:.4f}\n\n"
+                + calibration_table(calibrate(clf, args.calibration_n)))
+    if not args.path:
+        raise SystemExit("metrics.py: error: give a samples.npz / translations.npz (or a run folder), or --calibrate")
     path = Path(args.path)
     if path.is_dir():
         found = [path / n for n in ("samples.npz", "translations.npz") if (path / n).exists()]
@@ -579,4 +711,5 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(tyro.cli(Args)), indent=2))
+    result = main(tyro.cli(Args))
+    print(result if isinstance(result, str) else json.dumps(result, indent=2))
