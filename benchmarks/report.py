@@ -1,14 +1,15 @@
 # Docs: docs/benchmarks.md
-"""Benchmark report from a runs folder: quality over wall-clock time, loss curves side by side, speed, final sample
-quality, the WGAN/BEGAN estimates against FID, speed against the machine's peak; README's results table.
+"""Benchmark report from a runs folder: every script's final samples, quality over time, losses side by side, final
+quality, the WGAN/BEGAN estimates against FID, speed against the machine's peak; README's CPU table (readme.py).
 
-Reads only the contract's artefacts (TensorBoard events, samples/*.png, samples_*.npz, samples.npz,
-translations.npz) plus what run.py leaves beside them (benchmark.json: the commands; flops.json: FLOPs per iteration
-and the peak rate; RUN_DIR/commit.txt: the commit a run ran).
+Reads the contract's artefacts (TensorBoard events, samples/*.png, samples_*.npz, samples.npz, translations.npz),
+run.py's benchmark.json (commands) and flops.json (FLOPs per iteration, peak rate), RUN_DIR/commit.txt, and
+RESULTS_DIR/speed.json (speed.py: each script's speed alone). One pandas row per run; tables: mean ± std per script.
 Usage: python benchmarks/report.py benchmarks/runs/quick [--results-dir benchmarks/results/quick] [--data-dir data]
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -19,51 +20,39 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import torch
 import tyro
-from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 try:  # `python benchmarks/report.py` puts benchmarks/ on sys.path, `python -m benchmarks.report` the repo root
-    from benchmarks import metrics
+    from benchmarks import figures, metrics
 except ImportError:
+    import figures
     import metrics
 
-SCRIPT_ORDER = ("gan", "cgan", "dcgan", "lsgan", "infogan", "wgan", "wgan_gp", "began", "pix2pix", "cyclegan")
-IMAGE_TO_IMAGE = ("pix2pix", "cyclegan")
-# (key in metrics, column title, format); arrows say which way is better
+SCRIPT_ORDER, LOSS_KINDS, plot_montage = figures.SCRIPT_ORDER, figures.LOSS_KINDS, figures.plot_montage
+# (key in metrics, column title, format); arrows say which way is better (density: real data scores about 1)
 QUALITY_COLUMNS = [("fid", "FID ↓", ".2f"), ("kid", "KID ↓", ".3f"), ("precision", "precision ↑", ".3f"),
-                   ("recall", "recall ↑", ".3f"), ("modes", "modes ≥1% ↑", ".1f"), ("kl_uniform", "KL(p‖U) ↓", ".3f"),
+                   ("recall", "recall ↑", ".3f"), ("density", "density →1", ".3f"), ("coverage", "coverage ↑", ".3f"),
+                   ("modes", "modes ≥1% ↑", ".1f"), ("kl_uniform", "KL(p‖U) ↓", ".3f"),
                    ("label_accuracy", "label acc ↑", ".3f"), ("class_spread", "class spread →1", ".2f"),
                    ("code_error", "code error ↓", ".3f")]
 TRANSLATION_COLUMNS = [("l1", "L1 ↓", ".4f"), ("psnr", "PSNR (dB) ↑", ".2f"), ("ssim", "SSIM ↑", ".4f")]
-SCALE: dict[str, float] = {}  # e.g. {"kid": 1e3} to show KID x 10^3
-OWN_PANEL = ("losses/wasserstein_estimate", "charts/convergence", "charts/k_t")  # plotted beside the losses
-# The papers' claims about their own curves: the estimate each paper says tracks sample quality (WGAN Figures 3-4:
-# the critic's Wasserstein estimate falls as samples improve; BEGAN Section 3.4.1: M_global tracks convergence).
-# (tag, sign): `-losses/d_loss` stands in for the estimate when a run did not log it.
-CLAIMS: dict[str, list[tuple[str, float]]] = {
-    "wgan": [("losses/wasserstein_estimate", 1.0), ("losses/d_loss", -1.0)],
-    "wgan_gp": [("losses/wasserstein_estimate", 1.0), ("losses/d_loss", -1.0)],
-    "began": [("charts/convergence", 1.0)],
-}
-# The loss figures, one per kind, every script side by side against training seconds
-LOSS_KINDS = {"d": "D / critic loss (losses/d_loss)", "g": "G loss (losses/g_loss)",
-              "gap": "D(real) − D(fake) (charts/d_real − charts/d_fake), or the critic's Wasserstein estimate"}
-EVAL_GLOB = "samples_[0-9]*.npz"  # the --eval-interval files, samples_{iteration:07d}.npz
+# The estimate each paper says tracks sample quality (WGAN Figures 3-4: the critic's Wasserstein estimate falls as
+# samples improve; BEGAN 3.4.1: M_global tracks convergence); (tag, sign), -d_loss where no estimate was logged
+CLAIMS = {"wgan": [("losses/wasserstein_estimate", 1.0), ("losses/d_loss", -1.0)],
+          "wgan_gp": [("losses/wasserstein_estimate", 1.0), ("losses/d_loss", -1.0)],
+          "began": [("charts/convergence", 1.0)]}
+HORIZONS = (2, 5, 10)  # minutes: the best eval-file FID reached within each
 MANIFEST = ".report_files.json"  # what report.py wrote into the results folder (the only files it deletes)
-LEGACY_FILES = ("wallclock.png",)  # written by earlier versions of report.py, no longer
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-DPI = 80
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+LEGACY_FILES = ("wallclock.png",)  # written by earlier versions of report.py (without a manifest)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Reading runs
-# ---------------------------------------------------------------------------------------------------------------
+# --- Reading runs -----------------------------------------------------------------------------------------------
 @dataclass
 class Run:
     """One run folder `{dataset}__{exp_name}__{seed}__{unix_time}` and its scalars."""
@@ -77,12 +66,11 @@ class Run:
     first_wall: float = 0.0
     hparams: dict[str, str] = field(default_factory=dict)
 
-    def eval_files(self) -> list[Path]:
-        return sorted(self.path.glob(EVAL_GLOB))
+    def eval_files(self) -> list[Path]:  # the --eval-interval files, samples_{iteration:07d}.npz
+        return sorted(self.path.glob("samples_[0-9]*.npz"))
 
     def commit(self) -> str:
-        path = self.path / "commit.txt"
-        return path.read_text().strip() if path.exists() else "unknown"
+        return (self.path / "commit.txt").read_text().strip() if (self.path / "commit.txt").exists() else "unknown"
 
 
 def parse_run_name(name: str) -> tuple[str, str, int, int] | None:
@@ -95,19 +83,15 @@ def parse_run_name(name: str) -> tuple[str, str, int, int] | None:
 
 def find_runs(runs_dir: Path) -> dict[str, dict[int, Run]]:
     """{exp_name: {seed: Run}} of RUNS_DIR/runs/* (or RUNS_DIR/* itself), the latest run of each (name, seed)."""
-    folders = [p for base in (runs_dir / "runs", runs_dir) if base.is_dir() for p in base.iterdir() if p.is_dir()]
     found: dict[str, dict[int, Run]] = defaultdict(dict)
-    for p in folders:
+    for p in [p for base in (runs_dir / "runs", runs_dir) if base.is_dir() for p in base.iterdir() if p.is_dir()]:
         parsed = parse_run_name(p.name)
-        if parsed is None:
-            continue
-        dataset, exp, seed, started = parsed
-        if seed not in found[exp] or found[exp][seed].started < started:
-            found[exp][seed] = Run(p, dataset, exp, seed, started)
-    return {k: dict(sorted(v.items())) for k, v in sorted(found.items(), key=lambda kv: script_rank(kv[0]))}
+        if parsed and (parsed[2] not in found[parsed[1]] or found[parsed[1]][parsed[2]].started < parsed[3]):
+            found[parsed[1]][parsed[2]] = Run(p, *parsed)
+    return {k: dict(sorted(v.items())) for k, v in sorted(found.items(), key=lambda kv: rank(kv[0]))}
 
 
-def script_rank(name: str) -> tuple[int, str]:
+def rank(name: str) -> tuple[int, str]:
     return (SCRIPT_ORDER.index(name) if name in SCRIPT_ORDER else len(SCRIPT_ORDER), name)
 
 
@@ -134,30 +118,41 @@ def speed(run: Run) -> dict:
     if not loss_tags:
         return {}
     iterations = int(max(run.scalars[t][:, 0].max() for t in loss_tags))
-    last_wall = max(a[:, 1].max() for a in run.scalars.values())
-    wall = last_wall - run.first_wall if run.first_wall else float("nan")
+    wall = max(a[:, 1].max() for a in run.scalars.values()) - run.first_wall if run.first_wall else float("nan")
     g = run.scalars.get("losses/g_loss", run.scalars[loss_tags[0]])
-    if len(g) >= 2 and g[-1, 1] > g[0, 1]:
-        its = (g[-1, 0] - g[0, 0]) / (g[-1, 1] - g[0, 1])
-    else:
-        its = iterations / wall if wall and wall > 0 else float("nan")
+    its = ((g[-1, 0] - g[0, 0]) / (g[-1, 1] - g[0, 1]) if len(g) >= 2 and g[-1, 1] > g[0, 1]
+           else iterations / wall if wall > 0 else float("nan"))
     sps = float(run.scalars["charts/SPS"][-1, 2]) if "charts/SPS" in run.scalars else float("nan")
-    return {"iterations": iterations, "wall_s": float(wall), "its": float(its), "sps": float(sps)}
+    return {"iterations": iterations, "wall_s": float(wall), "its": float(its), "sps": sps}
 
 
 def last_grid(run: Run) -> Path | None:
     """The last `samples/{iteration:07d}.png` (InfoGAN/BEGAN's suffixed extra grids only if there is no plain one)."""
     pngs = sorted((run.path / "samples").glob("*.png"))
-    plain = [p for p in pngs if p.stem.isdigit()]
-    return (plain or pngs or [None])[-1]
+    return ([p for p in pngs if p.stem.isdigit()] or pngs or [None])[-1]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Quality metrics (cached per run in RUNS_DIR/metrics_cache/)
-# ---------------------------------------------------------------------------------------------------------------
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def shown(path: str) -> str:
+    """A path relative to the repository when inside it."""
+    return os.path.relpath(path, ROOT) if Path(path).resolve().is_relative_to(ROOT) else path
+
+
+def sibling(name: str):
+    """benchmarks/NAME.py, imported when needed (run.py and speed.py import this module)."""
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    except ImportError:
+        return importlib.import_module(name)
+
+
+# --- Quality metrics (cached per run in RUNS_DIR/metrics_cache/) --------------------------------------------------
 class Scorer:
-    """Scores artefacts, with one feature classifier per dataset (the committed weights unless `retrain`) and a cache
-    keyed by file and the classifier's SHA-256."""
+    """Scores artefacts with one feature classifier per dataset (the committed weights unless `retrain`), caching
+    each file's numbers under its size, mtime and the classifier's SHA-256."""
 
     def __init__(self, data_dir: str, runs_dir: Path, weights: str | None = None, retrain: bool = False,
                  config: metrics.ClassifierConfig | None = None):
@@ -168,18 +163,15 @@ class Scorer:
     def classifier(self, dataset: str) -> metrics.Classifier:
         key = metrics.dataset_key(dataset)
         if key not in self.classifiers:
-            self.classifiers[key] = metrics.get_classifier(key, self.data_dir, self.weights, self.retrain,
-                                                           self.config)
-            print(f"[report] {key} feature classifier {self.classifiers[key].weights_path}: sha256 "
-                  f"{self.classifiers[key].sha256}", file=sys.stderr, flush=True)
+            clf = self.classifiers[key] = metrics.get_classifier(key, self.data_dir, self.weights, self.retrain,
+                                                                 self.config)
+            print(f"[report] {key} feature classifier {clf.weights_path}: sha256 {clf.sha256}", file=sys.stderr)
         return self.classifiers[key]
 
     def cached(self, name: str, key: str, compute) -> dict:
         path = self.store / f"{name}.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("key") == key:
-                return saved["value"]
+        if (saved := read_json(path)).get("key") == key:
+            return saved["value"]
         value = compute()
         self.store.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -191,17 +183,15 @@ class Scorer:
         """{'samples': {...}} or {'translations': {direction: {...}}} of one npz (cached)."""
         stat = npz.stat()
         with np.load(npz) as f:
-            is_translation = "images" not in f.files
-        if is_translation:
-            key = f"{stat.st_size}:{stat.st_mtime_ns}"
-            return {"translations": self.cached(name, key, lambda: metrics.score_translations(npz))}
+            if "images" not in f.files:
+                key = f"{stat.st_size}:{stat.st_mtime_ns}"
+                return {"translations": self.cached(name, key, lambda: metrics.score_translations(npz))}
         clf = self.classifier(dataset)
         key = f"{stat.st_size}:{stat.st_mtime_ns}:{clf.sha256}:{json.dumps(kwargs, sort_keys=True)}"
         return {"samples": self.cached(name, key, lambda: metrics.score_samples(npz, clf, **kwargs))}
 
     def score(self, run: Run) -> dict:
-        """The final artefact's metrics: {'samples': {...}} or {'translations': {direction: {...}}}, or
-        {'error': ...}."""
+        """The final artefact's metrics ({'samples': ...} or {'translations': {direction: ...}}), or {'error': ...}."""
         try:
             for name in ("samples.npz", "translations.npz"):
                 if (run.path / name).exists():
@@ -211,8 +201,8 @@ class Scorer:
             return {"error": f"{type(e).__name__}: {e}"}
 
     def curve(self, run: Run) -> list[dict]:
-        """One point per eval file (`samples_{iteration:07d}.npz`): iteration, training seconds, FID, precision,
-        recall, modes (KID skipped), or per-direction L1/PSNR/SSIM. Files that fail to score are left out."""
+        """One point per eval file: iteration, train_seconds and its metrics (KID skipped; the mode histogram and
+        code map dropped) or {'translations': ...}. Files that fail to score are left out."""
         points = []
         for npz in run.eval_files():
             try:
@@ -222,12 +212,8 @@ class Scorer:
             except Exception as e:
                 print(f"[report] warning: {npz}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
-            if "samples" in scored:
-                keep = ("n", "size", "fid", "precision", "recall", "modes", "kl_uniform", "label_accuracy",
-                        "class_spread", "code_error")
-                points.append({**head, **{k: scored["samples"][k] for k in keep if k in scored["samples"]}})
-            else:
-                points.append({**head, "translations": scored["translations"]})
+            s = {k: v for k, v in scored.get("samples", {}).items() if k not in ("histogram", "code_to_class")}
+            points.append({**head, **(s or scored)})
         return sorted(points, key=lambda p: p["iteration"])
 
     def floor(self, dataset: str, size: int, n: int = 10000) -> dict:
@@ -235,20 +221,14 @@ class Scorer:
         return self.cached(f"floor_{clf.dataset}_{size}px_{n}", clf.sha256, lambda: metrics.real_floor(clf, size, n))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Analysis: training clock, the papers' estimates against FID
-# ---------------------------------------------------------------------------------------------------------------
+# --- Clocks; the papers' estimates against FID --------------------------------------------------------------------
 def train_clock(run: Run, curve: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(iterations, training seconds) knots that map an iteration to the training seconds at it: the eval files'
-    `train_seconds` (time spent writing them excluded) from (0, 0); without eval files, the TensorBoard wall time
-    of the logged losses since the run's first event."""
+    """(iterations, training seconds) knots of a run's own clock: its eval files' `train_seconds` from (0, 0); without
+    eval files, the wall time of the logged losses since the first event."""
     if curve:
-        return (np.array([0.0] + [p["iteration"] for p in curve]),
-                np.array([0.0] + [p["train_seconds"] for p in curve]))
-    loss = run.scalars.get("losses/g_loss")
-    if loss is None or not len(loss) or not run.first_wall:
-        return np.zeros(0), np.zeros(0)
-    return loss[:, 0], loss[:, 1] - run.first_wall
+        return np.array([0.0] + [p["iteration"] for p in curve]), np.array([0.0] + [p["train_seconds"] for p in curve])
+    loss = run.scalars.get("losses/g_loss", np.zeros((0, 3)))
+    return (loss[:, 0], loss[:, 1] - run.first_wall) if run.first_wall else (np.zeros(0), np.zeros(0))
 
 
 def to_seconds(steps: np.ndarray, knots: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -256,18 +236,28 @@ def to_seconds(steps: np.ndarray, knots: tuple[np.ndarray, np.ndarray]) -> np.nd
     its, secs = knots
     if len(its) < 2:
         return np.full(len(steps), np.nan)
-    out = np.interp(steps, its, secs)
-    rate = (secs[-1] - secs[-2]) / max(its[-1] - its[-2], 1e-9)
-    beyond = steps > its[-1]
-    out[beyond] = secs[-1] + (steps[beyond] - its[-1]) * rate
+    out, beyond = np.interp(steps, its, secs), steps > its[-1]
+    out[beyond] = secs[-1] + (steps[beyond] - its[-1]) * (secs[-1] - secs[-2]) / max(its[-1] - its[-2], 1e-9)
     return out
+
+
+def to_minutes(name: str, steps, knots: tuple[np.ndarray, np.ndarray], alone: dict) -> np.ndarray:
+    """Minutes at `steps`: of the script alone (speed.py's `minutes` from speed.json's it/s) when it was measured
+    alone, so that contention during the quality runs cannot distort the comparison; else the run's own clock."""
+    steps = np.asarray(steps, dtype=np.float64)
+    if name not in alone.get("scripts", {}):
+        return to_seconds(steps, knots) / 60
+    return np.array([sibling("speed").minutes(name, int(s), alone) for s in steps])
+
+
+def threads(alone: dict) -> str:
+    return "one core" if alone.get("threads") == 1 else f"{alone.get('threads', '?')} threads"
 
 
 def claim_estimate(name: str, run: Run) -> tuple[str, np.ndarray] | None:
     """(label, (K, 2) array of step, estimate) of the paper's quality estimate in the run, None if not logged."""
     for tag, sign in CLAIMS.get(name, []):
-        if tag in run.scalars and len(run.scalars[tag]):
-            a = run.scalars[tag]
+        if len(a := run.scalars.get(tag, [])):
             return ("−" if sign < 0 else "") + tag, np.stack([a[:, 0], sign * a[:, 2]], axis=1)
     return None
 
@@ -284,560 +274,66 @@ def claim_pairs(estimate: np.ndarray, curve: list[dict]) -> tuple[np.ndarray, np
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     """Spearman's rank correlation of two series (None with fewer than 3 points or a constant series)."""
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return float(spearmanr(x, y).statistic)
+    return None if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0 else float(spearmanr(x, y).statistic)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Figures (matplotlib Figure objects: no pyplot, no global backend state)
-# ---------------------------------------------------------------------------------------------------------------
-def aligned(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps, mean and std over seeds of (K, 3) scalar arrays, interpolated onto the first seed's steps."""
-    steps = arrays[0][:, 0]
-    values = np.stack([np.interp(steps, a[:, 0], a[:, 2]) for a in arrays])
-    return steps, values.mean(0), values.std(0)
+# --- Tables: one row per run in a DataFrame, mean ± std per script ------------------------------------------------
+def flat(d: dict) -> dict:
+    """The numbers of a scored run or eval point, translations as `{direction}/{metric}` columns."""
+    out = {f"{k2}/{k}" if k2 else k: v for k2, m in [("", d), *d.get("translations", {}).items()] for k, v in m.items()}
+    return {k: v for k, v in out.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def curve_panels(runs: dict[int, Run]) -> list[list[str]]:
-    """Tags per panel: each losses/* tag with its per-domain parts (CycleGAN's x_a, x_b), d_loss and g_loss first;
-    WGAN's and BEGAN's signals alone; D's outputs on real and fake together."""
-    tags = sorted({t for r in runs.values() for t in r.scalars})
-    losses = [t for t in ("losses/d_loss", "losses/g_loss") if t in tags]
-    losses += [t for t in tags if t.startswith("losses/") and t not in losses and t not in OWN_PANEL]
-    groups: dict[str, list[str]] = {}
-    for t in losses:
-        groups.setdefault(re.sub(r"_[abAB]$", "", t), []).append(t)
-    panels = list(groups.values()) + [[t] for t in OWN_PANEL if t in tags]
-    d_out = [t for t in ("charts/d_real", "charts/d_fake") if t in tags]
-    return panels + ([d_out] if d_out else [])
+def summarise(frame: pd.DataFrame) -> dict[str, dict[str, list | None]]:
+    """{script: {column: [mean, sample std, n]}} of a frame of runs; n counts the runs with a finite value (the seeds
+    actually scored); None where none has one."""
+    values = frame.set_index("script").drop(columns="seed").select_dtypes("number").replace([np.inf, -np.inf], np.nan)
+    agg = values.groupby(level=0, sort=False).agg(["mean", "std", "count"])
+    return {name: {k: [float(row[k, "mean"]), float(np.nan_to_num(row[k, "std"])), int(row[k, "count"])]
+                   if row[k, "count"] else None for k in values.columns} for name, row in agg.iterrows()}
 
 
-def plot_script(name: str, runs: dict[int, Run], out: Path) -> None:
-    """Every logged loss of one script, mean ± std over seeds, against the iteration."""
-    panels = curve_panels(runs)
-    if not panels:
-        return
-    cols = min(4, len(panels))
-    rows = -(-len(panels) // cols)
-    fig = Figure(figsize=(3.6 * cols, 2.6 * rows), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, tags in zip(axes, panels, strict=False):
-        for tag in tags:
-            arrays = [r.scalars[tag] for r in runs.values() if tag in r.scalars and len(r.scalars[tag])]
-            if not arrays:
-                continue
-            steps, mean, std = aligned(arrays)
-            ax.plot(steps, mean, lw=1, label=tag.split("/")[-1])
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-        ax.set_title("D output on real / fake" if tags[0] == "charts/d_real" else tags[0], fontsize=9)
-        ax.set_xlabel("iteration", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if len(tags) > 1:
-            ax.legend(fontsize=7)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    fig.suptitle(f"{name}: mean ± std over {len(runs)} seed(s)", fontsize=10)
-    fig.savefig(out)
-
-
-def script_color(name: str) -> str:
-    return f"C{script_rank(name)[0] % 10}"
-
-
-def band_over_seeds(series: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Seeds' (iterations, seconds, values) reduced at the iterations every seed has: (iterations, mean seconds,
-    mean, min, max of the values)."""
-    series = [s for s in series if len(s[0])]
-    if not series:
-        return None
-    common = sorted(set.intersection(*(set(s[0].tolist()) for s in series)))
-    if not common:
-        return None
-    pick = [np.searchsorted(s[0], common) for s in series]
-    secs = np.stack([s[1][i] for s, i in zip(series, pick, strict=True)])
-    vals = np.stack([s[2][i] for s, i in zip(series, pick, strict=True)])
-    return np.array(common, dtype=np.float64), secs.mean(0), vals.mean(0), vals.min(0), vals.max(0)
-
-
-def plot_quality(results: dict[str, dict], floors: dict[str, dict], out: Path) -> bool:
-    """The first figure: every noise-to-image script's FID against training seconds and against iterations, precision
-    and recall against training seconds; mean over seeds, min-max band; the real-data floor dashed."""
-    names = [n for n, r in results.items() if any(p.get("fid") is not None for s in r["seeds"].values()
-                                                 for p in s.get("curve", []))]
-    if not names:
-        return False
-    fig = Figure(figsize=(12, 7.6), dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
-    panels = [("fid", "train_seconds", "FID ↓ (log scale)"), ("fid", "iteration", "FID ↓ (log scale)"),
-              ("precision", "train_seconds", "precision ↑"), ("recall", "train_seconds", "recall ↑")]
-    for ax, (key, xkey, ylabel) in zip(axes, panels, strict=True):
-        for name in names:
-            series = []
-            for s in results[name]["seeds"].values():
-                pts = [p for p in s.get("curve", []) if p.get(key) is not None]
-                series.append((np.array([p["iteration"] for p in pts], dtype=np.float64),
-                               np.array([p["train_seconds"] for p in pts]), np.array([p[key] for p in pts])))
-            reduced = band_over_seeds(series)
-            if reduced is None:
-                continue
-            its, secs, mean, lo, hi = reduced
-            x = secs if xkey == "train_seconds" else its
-            ax.plot(x, mean, lw=1.5, marker=".", color=script_color(name), label=name)
-            ax.fill_between(x, lo, hi, color=script_color(name), alpha=0.15)
-        floor = floors.get("curve")
-        if floor and key in floor:
-            ax.axhline(floor[key], ls="--", lw=1, color="k", label=f"real data (n = {floor['n']})")
-        if key == "fid":
-            ax.set_yscale("log")
-        if xkey == "iteration":
-            ax.set_xscale("log")
-        ax.set_xlabel("training seconds" if xkey == "train_seconds" else "iteration (log scale)", fontsize=9)
-        ax.set_ylabel(ylabel, fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, ncol=2)
-    fig.suptitle("Sample quality during training (eval files, mean over seeds; band: min-max)", fontsize=11)
-    fig.savefig(out)
-    return True
-
-
-def plot_translation_quality(results: dict[str, dict], out: Path) -> bool:
-    """L1 and SSIM of the image-to-image scripts' eval files against training seconds, per direction."""
-    lines = []
-    for name, r in results.items():
-        dirs = sorted({d for s in r["seeds"].values() for p in s.get("curve", []) for d in p.get("translations", {})})
-        lines += [(name, d) for d in dirs if not d.endswith("_cycle")]
-    if not lines:
-        return False
-    fig = Figure(figsize=(11, 3.8), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, key, ylabel in zip(axes, ("l1", "ssim"), ("L1 ↓", "SSIM ↑"), strict=True):
-        for i, (name, d) in enumerate(lines):
-            series = []
-            for s in results[name]["seeds"].values():
-                pts = [p for p in s.get("curve", []) if d in p.get("translations", {})]
-                series.append((np.array([p["iteration"] for p in pts], dtype=np.float64),
-                               np.array([p["train_seconds"] for p in pts]),
-                               np.array([p["translations"][d][key] for p in pts])))
-            reduced = band_over_seeds(series)
-            if reduced is None:
-                continue
-            _, secs, mean, lo, hi = reduced
-            ax.plot(secs, mean, lw=1.5, marker=".", color=f"C{i}", label=f"{name} {d}")
-            ax.fill_between(secs, lo, hi, color=f"C{i}", alpha=0.15)
-        ax.set_xlabel("training seconds", fontsize=9)
-        ax.set_ylabel(ylabel, fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Translation quality during training (eval files over a fixed test subset)", fontsize=11)
-    fig.savefig(out)
-    return True
-
-
-def loss_series(name: str, run: Run, kind: str) -> tuple[str, np.ndarray] | None:
-    """(label, (K, 2) step, value) of one loss kind in a run: d_loss, g_loss, or the D(real) − D(fake) gap (the
-    Wasserstein estimate where the run logs one)."""
-    if kind in ("d", "g"):
-        a = run.scalars.get(f"losses/{kind}_loss")
-        return (f"{kind}_loss", a[:, [0, 2]]) if a is not None and len(a) else None
-    w = run.scalars.get("losses/wasserstein_estimate")
-    if w is not None and len(w):
-        return "wasserstein_estimate", w[:, [0, 2]]
-    real, fake = run.scalars.get("charts/d_real"), run.scalars.get("charts/d_fake")
-    if real is None or fake is None or not len(real) or not len(fake):
-        return None
-    return "d_real − d_fake", np.stack([real[:, 0], real[:, 2] - np.interp(real[:, 0], fake[:, 0], fake[:, 2])], 1)
-
-
-def plot_losses(groups: dict[str, dict[int, Run]], clocks: dict[str, dict[int, tuple]], kind: str,
-                out: Path) -> bool:
-    """One loss kind, every script in its own panel against training seconds, one shared x axis: mean over seeds
-    (values interpolated onto the first seed's steps), min-max band."""
-    found = {}
-    for name, runs in groups.items():
-        per_seed = {seed: loss_series(name, run, kind) for seed, run in runs.items()}
-        per_seed = {seed: v for seed, v in per_seed.items() if v is not None}
-        if per_seed:
-            found[name] = per_seed
-    if not found:
-        return False
-    cols = min(4, len(found))
-    rows = -(-len(found) // cols)
-    fig = Figure(figsize=(3.4 * cols, 2.5 * rows + 0.4), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, sharex=True).ravel()
-    for ax, (name, per_seed) in zip(axes, found.items(), strict=False):
-        label, first = next(iter(per_seed.values()))
-        steps = first[:, 0]
-        values = np.stack([np.interp(steps, a[:, 0], a[:, 1]) for _, a in per_seed.values()])
-        secs = np.nanmean(np.stack([to_seconds(steps, clocks[name][seed]) for seed in per_seed]), axis=0)
-        ax.plot(secs, values.mean(0), lw=1, color=script_color(name))
-        ax.fill_between(secs, values.min(0), values.max(0), color=script_color(name), alpha=0.2)
-        ax.set_title(f"{name}: {label}", fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(found):]:
-        ax.set_visible(False)
-    for ax in axes[-cols:]:
-        ax.set_xlabel("training seconds", fontsize=8)
-    fig.suptitle(f"{LOSS_KINDS[kind]}: mean over seeds, band min-max", fontsize=10)
-    fig.savefig(out)
-    return True
-
-
-def plot_claims(claims: dict[str, dict], out: Path) -> bool:
-    """Each paper's estimate against FID over training, one panel per script, each seed a line in iteration order."""
-    names = [n for n, c in claims.items() if any(len(s["fid"]) for s in c["seeds"].values())]
-    if not names:
-        return False
-    fig = Figure(figsize=(4.2 * len(names), 3.6), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, len(names), squeeze=False).ravel()
-    for ax, name in zip(axes, names, strict=True):
-        c = claims[name]
-        for i, (seed, s) in enumerate(c["seeds"].items()):
-            ax.plot(s["fid"], s["estimate"], marker="o", ms=3, lw=1, color=f"C{i}", label=f"seed {seed}")
-            if len(s["fid"]):
-                ax.annotate("end", (s["fid"][-1], s["estimate"][-1]), fontsize=7)
-        rho = f"{c['mean_spearman']:.2f}" if c["mean_spearman"] is not None else "–"
-        ax.set_title(f"{name}: mean Spearman ρ = {rho}", fontsize=9)
-        ax.set_xscale("log")
-        ax.set_xlabel("FID of the eval file (log scale)", fontsize=8)
-        ax.set_ylabel(c["label"], fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("The papers' estimates against FID over training (nearest logged iteration)", fontsize=10)
-    fig.savefig(out)
-    return True
-
-
-def translation_rows(arrays: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """Labelled rows of a translations.npz: pix2pix input / output / target; CycleGAN, per direction, real /
-    translated / reconstructed (and target where the test split is paired)."""
-    rows = []
-    for prefix, tag in [("", ""), ("a2b_", "A→B "), ("b2a_", "B→A ")]:
-        labels = ([("inputs", "input"), ("outputs", "output"), ("targets", "target")] if not prefix else
-                  [("inputs", "real"), ("outputs", "translated"), ("cycle", "reconstructed"), ("targets", "target")])
-        rows += [(f"{tag}{label}", arrays[f"{prefix}{key}"]) for key, label in labels if f"{prefix}{key}" in arrays]
-    return rows
-
-
-def plot_translation_montage(npzs: dict[str, Path], out: Path, cols: int = 4) -> bool:
-    """The first `cols` test images of each image-to-image script's final translations.npz, rows labelled."""
-    blocks = []
-    for name, path in npzs.items():
-        with np.load(path) as f:
-            rows = translation_rows({k: f[k] for k in f.files})
-        blocks += [(name, label, images[:cols]) for label, images in rows if len(images)]
-    if not blocks:
-        return False
-    ncols = max(len(b[2]) for b in blocks)
-    fig = Figure(figsize=(1.6 * ncols + 1.4, 1.6 * len(blocks) + 0.3), dpi=DPI, layout="constrained")
-    axes = fig.subplots(len(blocks), ncols, squeeze=False)
-    for r, (name, label, images) in enumerate(blocks):
-        for c in range(ncols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(images):
-                img = images[c].transpose(1, 2, 0)
-                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None)
-            else:
-                ax.set_visible(False)
-            if c == 0:
-                ax.set_ylabel(f"{name}\n{label}", fontsize=8)
-            if r == 0:
-                ax.set_title(f"test image {c + 1}", fontsize=8)
-    fig.suptitle("Final translations (first seed)", fontsize=10)
-    fig.savefig(out)
-    return True
-
-
-def plot_montage(grids: dict[str, Path], out: Path, cols: int, max_px: int = 420, dpi: int = 100) -> None:
-    """The final sample grid of each script in one figure: columns `max_px` wide at most, grids never upscaled."""
-    if not grids:
-        return
-    cols = min(cols, len(grids))
-    rows = -(-len(grids) // cols)
-    images = {n: mpimg.imread(p) for n, p in grids.items()}
-    col_px = min(max_px, max(im.shape[1] for im in images.values()))
-    shown = [im.shape[0] * min(1.0, col_px / im.shape[1]) for im in images.values()]  # displayed heights (px)
-    heights = [max(shown[r * cols:(r + 1) * cols]) for r in range(rows)]
-    fig = Figure(figsize=(col_px * cols / dpi, sum(heights) / dpi + 0.3 * rows), dpi=dpi, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={"height_ratios": heights}).ravel()
-    for ax, (name, im) in zip(axes, images.items(), strict=False):
-        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, interpolation="antialiased")
-        stem = grids[name].stem
-        ax.set_title(f"{name} ({int(stem[:7])} it)" if stem[:7].isdigit() else name, fontsize=9)
-        ax.axis("off")
-    for ax in axes[len(images):]:
-        ax.set_visible(False)
-    fig.savefig(out)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------------------------
 def mean_std(values: list[float]) -> tuple[float, float] | None:
-    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
-    if not len(v):
-        return None
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    """Mean and sample std of the finite values (None when there are none)."""
+    v = pd.Series(values, dtype="float64").replace([np.inf, -np.inf], np.nan).dropna()
+    return None if v.empty else (float(v.mean()), float(v.std()) if len(v) > 1 else 0.0)
 
 
-def fmt(stat: tuple[float, float] | None, spec: str, scale: float = 1.0, seeds: int = 1) -> str:
-    if stat is None:
+def fmt(stat, spec: str, seeds: int | None = None) -> str:
+    """`mean ± std` (the mean alone for one seed), `–` for None; `seeds` defaults to a summary's n."""
+    if stat is None or pd.isna(stat[0]):
         return "–"
-    mean, std = stat[0] * scale, stat[1] * scale
-    return f"{mean:{spec}} ± {std:{spec}}" if seeds > 1 else f"{mean:{spec}}"
+    n = seeds if seeds is not None else (stat[2] if len(stat) > 2 else 1)
+    return f"{stat[0]:{spec}} ± {stat[1]:{spec}}" if n > 1 else f"{stat[0]:{spec}}"
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    """A markdown table by DataFrame.to_markdown, its cells unpadded."""
+    lines = pd.DataFrame(rows, columns=header).to_markdown(index=False, disable_numparse=True).splitlines()
+    lines[1] = "|" + " --- |" * len(header)
+    return "\n".join(re.sub(r" +\|", " |", line) for line in lines)
 
 
+def early_table(curves: pd.DataFrame) -> str:
+    """Best eval-file FID within each of HORIZONS minutes (mean over seeds; – unless every seed got there), and the
+    last eval file's."""
+    fid = curves.dropna(subset=["fid"]).sort_values("iteration")
+    seeds, cols = fid.groupby("script", sort=False)["seed"].nunique(), {}
+    for h in HORIZONS:
+        best = fid[fid["minutes"] <= h].groupby(["script", "seed"])["fid"].min()
+        best = best.groupby("script").agg(["mean", "count"])
+        cols[f"≤ {h} min"] = {n: f"{b['mean']:.1f}" if b["count"] == seeds[n] else "–" for n, b in best.iterrows()}
+    last = fid.groupby(["script", "seed"])["fid"].last().groupby("script").agg(["mean", "std", "count"])
+    cols["last eval"] = {n: fmt(r.tolist(), ".1f") for n, r in last.iterrows()}
+    return md_table(["script", *cols], [[n, *(c.get(n, "–") for c in cols.values())] for n in seeds.index])
+
+
+# --- Machine, README's CPU table, the files the report writes -----------------------------------------------------
 def machine_info(flops: dict, meta: dict) -> dict:
-    cpu = flops.get("cpu")
-    if not cpu:
-        try:
-            from benchmarks.flops import cpu_model
-        except ImportError:
-            from flops import cpu_model
-        cpu = cpu_model()
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "threads_per_run": meta.get("threads_per_run"),
-            "workers": meta.get("workers"), "torch": torch.__version__, "python": platform.python_version(),
-            "device": flops.get("device", "cpu"), "peak_gflops": flops.get("peak_gflops"),
-            "peak_repeats": flops.get("peak_repeats"), "peak_size": flops.get("peak_size"),
-            "theoretical_peak": flops.get("theoretical_peak"),
-            "theoretical_peak_machine": flops.get("theoretical_peak_machine")}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Files the report writes, and README's results table
-# ---------------------------------------------------------------------------------------------------------------
-def clean_results(out: Path) -> None:
-    """Delete what an earlier report wrote into `out` (its manifest, or the fixed names of earlier versions); never
-    any other file."""
-    manifest = out / MANIFEST
-    names = json.loads(manifest.read_text()) if manifest.exists() else list(LEGACY_FILES)
-    for name in names:
-        path = out / name
-        if Path(name).name == name and path.is_file():  # plain names inside `out` only
-            path.unlink()
-
-
-def readme_table(doc: dict, report_link: str = "") -> str:
-    """README's results table from a metrics document: one row per script, mean ± std over seeds."""
-    rows = []
-    for name, r in doc["scripts"].items():
-        s, n = r["summary"], len(r["seeds"])
-        if r["directions"]:
-            d = next((d for d in r["directions"] if not d.endswith("_cycle")), r["directions"][0])
-            l1, ssim = fmt(s.get(f"{d}/l1"), ".3f", seeds=n), fmt(s.get(f"{d}/ssim"), ".3f", seeds=n)
-            quality = [f"{d}: L1 {l1}, SSIM {ssim}", "–", "–", "–"]
-        else:
-            quality = [fmt(s.get("fid"), ".1f", seeds=n), fmt(s.get("precision"), ".2f", seeds=n),
-                       fmt(s.get("recall"), ".2f", seeds=n), fmt(s.get("modes"), ".1f", seeds=n)]
-        minutes = (s["wall_s"][0] / 60, s["wall_s"][1] / 60) if s.get("wall_s") else None
-        rows.append([f"`{name}`", str(n), fmt(s.get("iterations"), ".0f"), fmt(minutes, ".1f", seeds=n),
-                     fmt(s.get("its"), ".2f", seeds=n)] + quality)
-    floor = doc["real_floor"].get("mnist_28px")
-    if floor:
-        rows.append([f"*real MNIST ({floor['n']} train images)*", "–", "–", "–", "–", f"*{floor['fid']:.1f}*",
-                     f"*{floor['precision']:.2f}*", f"*{floor['recall']:.2f}*", f"*{floor['modes']}*"])
-    clf = doc["classifiers"].get("mnist", {})
-    note = (f"Preset `{doc['preset']}`, generated {doc['generated']} from `metrics.json` by `benchmarks/report.py`"
-            + (f" ([full report]({report_link}))" if report_link else "") + "; mean ± std over seeds; FID against "
-            "the raw 28 px MNIST test set in the committed feature classifier's space"
-            + (f" (`{shown_path(clf['weights'])}`, sha256 `{clf['sha256'][:16]}…`)" if clf else "") + ".")
-    return "\n".join([note, "", md_table(["script", "seeds", "iterations", "train min", "it/s", "FID ↓ (or L1, SSIM)",
-                                          "precision ↑", "recall ↑", "modes ↑"], rows)])
-
-
-def update_readme(readme: Path, table: str) -> bool:
-    """Replace the text between README_START and README_END in `readme` with `table`; leave the file untouched and
-    warn when the markers are missing (or out of order). True when the file was rewritten."""
-    text = readme.read_text() if readme.exists() else ""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        print(f"[report] warning: {readme} has no {README_START} ... {README_END} markers; its results table was not "
-              f"updated", file=sys.stderr)
-        return False
-    new = text[:start + len(README_START)] + "\n" + table.strip() + "\n" + text[end:]
-    if new != text:
-        readme.write_text(new)
-    return True
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The report
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass
-class Args:
-    runs_dir: tyro.conf.Positional[str]
-    """a benchmark runs folder (holding runs/ and benchmark.json) or any folder of run folders"""
-    results_dir: str = ""
-    """where report.md, metrics.json and the figures go (default benchmarks/results/PRESET)"""
-    data_dir: str = ""
-    """real data for the metrics (default: the runner's --data-dir from benchmark.json, else `data`)"""
-    classifier: str = ""
-    """the feature classifier's weights (default: the committed benchmarks/classifier_mnist.pt)"""
-    retrain_classifier: bool = False
-    """train the feature classifier again on DATA_DIR, overwrite its weights file and print the new SHA-256"""
-    readme: str = ""
-    """also rewrite this README's results table (between <!-- results:start --> and <!-- results:end -->)"""
-
-
-def main(args: Args, scorer: Scorer | None = None) -> dict:
-    runs_dir = Path(args.runs_dir).resolve()
-    if not runs_dir.is_dir():
-        raise SystemExit(f"report.py: error: {runs_dir} is not a folder")
-    meta_path, flops_path = runs_dir / "benchmark.json", runs_dir / "flops.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    flops = json.loads(flops_path.read_text()) if flops_path.exists() else {}
-    preset = meta.get("preset", runs_dir.name)
-    out = Path(args.results_dir or Path(__file__).resolve().parent / "results" / preset).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    clean_results(out)
-    written: list[str] = []
-    data_dir = args.data_dir or meta.get("data_dir", "data")
-    config = metrics.ClassifierConfig(**meta["classifier"]) if "classifier" in meta else None
-    scorer = scorer or Scorer(data_dir, runs_dir, args.classifier or None, args.retrain_classifier, config)
-
-    groups = find_runs(runs_dir)
-    if not groups:
-        print(f"[report] warning: no run folders in {runs_dir}", file=sys.stderr)
-    results: dict[str, dict] = {}
-    clocks: dict[str, dict[int, tuple]] = {}
-    for name, runs in groups.items():
-        seeds = {}
-        clocks[name] = {}
-        for seed, run in runs.items():
-            load_events(run)
-            print(f"[report] scoring {run.path.name} ({len(run.eval_files())} eval files)", file=sys.stderr,
-                  flush=True)
-            curve = scorer.curve(run)
-            clocks[name][seed] = train_clock(run, curve)
-            seeds[seed] = {"run": run.path.name, "commit": run.commit(), **speed(run), **scorer.score(run),
-                           "curve": curve}
-            if "charts/c1_test_error" in run.scalars and len(run.scalars["charts/c1_test_error"]):
-                seeds[seed]["c1_test_error"] = float(run.scalars["charts/c1_test_error"][-1, 2])
-        results[name] = {"dataset": next(iter(runs.values())).dataset, "seeds": seeds,
-                         "batch_size": next(iter(runs.values())).hparams.get("batch_size", "?")}
-
-    floors, classifiers = {}, {}
-    for name, res in results.items():
-        if any("samples" in s or any("fid" in p for p in s["curve"]) for s in res["seeds"].values()):
-            try:
-                clf = scorer.classifier(res["dataset"])
-                classifiers[clf.dataset] = clf.info()
-                sizes = {s["samples"]["size"] for s in res["seeds"].values() if "samples" in s}
-                for size in sorted(sizes | {metrics.IMG_SIZE}):
-                    key = f"{clf.dataset}_{size}px"
-                    floors[key] = floors.get(key) or scorer.floor(clf.dataset, size)
-                curve_n = next((p["n"] for s in res["seeds"].values() for p in s["curve"] if "n" in p), None)
-                if curve_n and "curve" not in floors:
-                    floors["curve"] = scorer.floor(clf.dataset, metrics.IMG_SIZE, curve_n)
-            except (ValueError, FileNotFoundError) as e:
-                print(f"[report] warning: no real-data floor for {name}: {e}", file=sys.stderr)
-
-    # summaries over seeds
-    for name, res in results.items():
-        seeds = list(res["seeds"].values())
-        summary = {k: mean_std([s.get(k) for s in seeds]) for k in ("iterations", "wall_s", "its", "sps",
-                                                                     "c1_test_error")}
-        summary.update({k: mean_std([s["samples"].get(k) for s in seeds if "samples" in s])
-                        for k, _, _ in QUALITY_COLUMNS})
-        directions = sorted({d for s in seeds for d in s.get("translations", {})})
-        for d in directions:
-            summary.update({f"{d}/{k}": mean_std([s["translations"][d][k] for s in seeds
-                                                   if d in s.get("translations", {})])
-                            for k, _, _ in TRANSLATION_COLUMNS})
-        fl = flops.get("scripts", {}).get(name, {})
-        if "flops_per_iter" in fl and summary["its"]:
-            achieved = fl["flops_per_iter"] * summary["its"][0] / 1e9
-            peak = flops.get("peak_gflops")
-            summary["gflop_per_iter"] = (fl["flops_per_iter"] / 1e9, 0.0)
-            summary["achieved_gflops"] = (achieved, 0.0)
-            summary["fraction_of_peak"] = (achieved / peak, 0.0) if peak else None
-        res["summary"], res["directions"] = summary, directions
-
-    # the papers' estimates against FID
-    claims: dict[str, dict] = {}
-    for name, runs in groups.items():
-        if name not in CLAIMS:
-            continue
-        per_seed, label = {}, None
-        for seed, run in runs.items():
-            found = claim_estimate(name, run)
-            if found is None:
-                continue
-            label = found[0]
-            its, fids, est = claim_pairs(found[1], results[name]["seeds"][seed]["curve"])
-            per_seed[seed] = {"iterations": its.tolist(), "fid": fids.tolist(), "estimate": est.tolist(),
-                              "spearman": spearman(fids, est)}
-        if per_seed:
-            rhos = [s["spearman"] for s in per_seed.values() if s["spearman"] is not None]
-            claims[name] = {"label": label, "seeds": per_seed, "mean_spearman": float(np.mean(rhos)) if rhos else None}
-
-    # figures
-    def save(name: str, wrote: bool) -> None:
-        if wrote:
-            written.append(name)
-
-    save("quality.png", plot_quality(results, floors, out / "quality.png"))
-    save("quality_translation.png", plot_translation_quality(results, out / "quality_translation.png"))
-    for kind in LOSS_KINDS:
-        save(f"losses_{kind}.png", plot_losses(groups, clocks, kind, out / f"losses_{kind}.png"))
-    save("claims.png", plot_claims(claims, out / "claims.png"))
-    for name, runs in groups.items():
-        plot_script(name, runs, out / f"curves_{name}.png")
-        save(f"curves_{name}.png", (out / f"curves_{name}.png").exists())
-    first_grids = {n: last_grid(next(iter(r.values()))) for n, r in groups.items()}
-    noise = {n: p for n, p in first_grids.items()
-             if p is not None and n not in IMAGE_TO_IMAGE and not results[n]["directions"]}
-    plot_montage(noise, out / "samples_montage.png", cols=4, max_px=320)
-    save("samples_montage.png", bool(noise))
-    finals = {n: next(iter(r.values())).path / "translations.npz" for n, r in groups.items()}
-    finals = {n: p for n, p in finals.items() if p.exists()}
-    save("translations_montage.png", plot_translation_montage(finals, out / "translations_montage.png"))
-
-    machine = machine_info(flops, meta)
-    doc = {"preset": preset, "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine,
-           "classifiers": classifiers, "real_floor": floors, "scripts": results, "claims": claims, "flops": flops,
-           "jobs": meta.get("jobs", []), "skipped": meta.get("skipped", [])}
-    (out / "metrics.json").write_text(json.dumps(doc, indent=1, default=float))
-    (out / "report.md").write_text(render(doc, out))
-    written += ["metrics.json", "report.md"]
-    (out / MANIFEST).write_text(json.dumps(sorted(set(written)), indent=1))
-    size = sum((out / n).stat().st_size for n in written if n.endswith(".png"))
-    print(f"[report] wrote {out / 'report.md'} ({size / 1e6:.2f} MB of figures)", flush=True)
-    for info in classifiers.values():
-        print(f"[report] feature classifier {info['weights']}: sha256 {info['sha256']}", flush=True)
-    if args.readme:
-        readme = Path(args.readme)
-        link = os.path.relpath(out / "report.md", readme.resolve().parent)
-        if update_readme(readme, readme_table(doc, link)):
-            print(f"[report] rewrote the results table in {readme}", flush=True)
-    return doc
-
-
-def shown_path(path: str) -> str:
-    """A path relative to the repository when inside it."""
-    root = DOCS.parents[1]
-    return os.path.relpath(path, root) if Path(path).resolve().is_relative_to(root) else path
-
-
-def fmt_peak(m: dict) -> list[str]:
-    """The measured and theoretical peak columns of the machine table."""
-    size = f", {m['peak_size']}² matmul" if m.get("peak_size") else ""
-    measured = (f"{m['peak_gflops']:.1f} GFLOP/s (best of {m.get('peak_repeats') or 5}{size})" if m["peak_gflops"]
-                else "not measured")
-    theory = m.get("theoretical_peak")
-    return [measured, f"{theory['gflops']:.1f} GFLOP/s" if theory else "unknown"]
+    return {"cpu": flops.get("cpu") or sibling("flops").cpu_model(), "logical_cores": os.cpu_count(),
+            "threads_per_run": meta.get("threads_per_run"), "workers": meta.get("workers"), "torch": torch.__version__,
+            "python": platform.python_version(), "device": flops.get("device", "cpu"), **{k: flops.get(k) for k in (
+                "peak_gflops", "peak_repeats", "peak_size", "theoretical_peak", "theoretical_peak_machine")}}
 
 
 def peak_note(m: dict) -> str:
@@ -852,182 +348,247 @@ def peak_note(m: dict) -> str:
     return note
 
 
-def render(doc: dict, out: Path) -> str:
-    """report.md from the metrics document."""
-    m, results = doc["machine"], doc["scripts"]
-    lines = [f"# CleanGAN benchmark: preset `{doc['preset']}`", "",
-             f"Generated {doc['generated']} by `benchmarks/report.py`; metrics and formulas: "
-             f"[docs/benchmarks.md]({os.path.relpath(DOCS, out)}). Mean ± std over seeds (sample std).", ""]
-    commits = sorted({s.get("commit", "unknown") for r in results.values() for s in r["seeds"].values()})
-    if commits:
-        lines += [f"Commit(s) the runs ran: {', '.join(f'`{c}`' for c in commits)} (`RUN_DIR/commit.txt`).", ""]
+def clean_results(out: Path) -> None:
+    """Delete what an earlier report wrote into `out` (its manifest, else LEGACY_FILES); never any other file."""
+    manifest = out / MANIFEST
+    for name in json.loads(manifest.read_text()) if manifest.exists() else list(LEGACY_FILES):
+        if Path(name).name == name and (out / name).is_file():  # plain names inside `out` only
+            (out / name).unlink()
 
-    # the first figure: quality over time
-    if (out / "quality.png").exists() or (out / "quality_translation.png").exists():
-        lines += ["## Quality over wall-clock time", ""]
-    if (out / "quality.png").exists():
-        floor = doc["real_floor"].get("curve")
-        lines += ["![Sample quality against training seconds and iterations](quality.png)", "",
-                  "*Every noise-to-image script's eval files (`samples_{iteration}.npz`, written every "
-                  "`--eval-interval` iterations) scored like the final samples, against the training seconds "
-                  "recorded in them (the time spent writing them excluded) and against iterations; line: mean over "
-                  "seeds, band: min-max. These FIDs use the eval files' " + (f"{floor['n']}" if floor else "few") +
-                  " samples, so they sit above the final table's 10,000-sample FIDs"
-                  + (f"; dashed: real training images at the same n (FID {floor['fid']:.1f})" if floor else "")
-                  + ".*", ""]
-        rows = []
-        for n, r in results.items():
-            pts = [p for s in r["seeds"].values() for p in s.get("curve", []) if "fid" in p]
-            if not pts:
-                continue
-            cells = []
-            for horizon in (60, 120, 300):
-                best = [min((p["fid"] for p in s["curve"] if "fid" in p and p["train_seconds"] <= horizon),
-                            default=None) for s in r["seeds"].values()]
-                best = [b for b in best if b is not None]
-                cells.append(f"{np.mean(best):.1f}" if len(best) == len(r["seeds"]) else "–")
-            last = mean_std([s["curve"][-1]["fid"] for s in r["seeds"].values() if s.get("curve")])
-            rows.append([n] + cells + [fmt(last, ".1f", seeds=len(r["seeds"]))])
-        if rows:
-            lines += ["Best eval-file FID reached within 1, 2 and 5 minutes of training (mean over seeds; – where "
-                      "a seed has no eval file that early), and at the last eval file:", "",
-                      md_table(["script", "≤ 1 min", "≤ 2 min", "≤ 5 min", "last eval"], rows), ""]
-    if (out / "quality_translation.png").exists():
-        lines += ["![Translation quality against training seconds](quality_translation.png)", "",
-                  "*pix2pix and CycleGAN eval files (a fixed subset of the test split) against training seconds: "
-                  "L1 and SSIM of outputs against targets, per direction.*", ""]
 
-    lines += ["## Machine", "",
-              md_table(["CPU", "logical cores", "workers × threads per run", "torch", "device",
-                        "peak matmul (measured)", "theoretical peak (same threads)"],
-                       [[str(m["cpu"]), str(m["logical_cores"]), f"{m['workers']} × {m['threads_per_run']}",
-                         m["torch"], str(m["device"]), *fmt_peak(m)]]), ""]
-    if m.get("theoretical_peak"):
-        lines += [peak_note(m), ""]
+# --- The report -------------------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    runs_dir: tyro.conf.Positional[str]
+    """a benchmark runs folder (holding runs/ and benchmark.json) or any folder of run folders"""
+    results_dir: str = ""
+    """where report.md, metrics.json and the figures go, and speed.json is read (default benchmarks/results/PRESET)"""
+    data_dir: str = ""
+    """real data for the metrics (default: the runner's --data-dir from benchmark.json, else `data`)"""
+    classifier: str = ""
+    """the feature classifier's weights (default: the committed benchmarks/classifier_mnist.pt)"""
+    retrain_classifier: bool = False
+    """train the feature classifier again on DATA_DIR, overwrite its weights file and print the new SHA-256"""
+    readme: str = ""
+    """also rewrite this README's CPU table (benchmarks/readme.py: between its cpu-table start and end markers)"""
 
-    failed = [j for j in doc["jobs"] if j.get("returncode") not in (0, None)]
-    process = {n: mean_std([j["seconds"] for j in doc["jobs"] if j["script"] == n]) for n in results}
-    lines += ["## Training", "",
-              "*train time*: first to last TensorBoard event; *process*: the whole subprocess (start-up, data, final "
-              "samples); *it/s*: generator updates per second between the first and last logged loss; "
-              "*images/s*: the last `charts/SPS`.", "",
-              md_table(["script", "dataset", "seeds", "batch", "iterations", "train time (s)", "process (s)", "it/s",
-                        "images/s"],
-                       [[n, r["dataset"], str(len(r["seeds"])), str(r["batch_size"]),
-                         fmt(r["summary"]["iterations"], ".0f", seeds=len(r["seeds"])),
-                         fmt(r["summary"]["wall_s"], ".0f", seeds=len(r["seeds"])),
-                         fmt(process[n], ".0f", seeds=len(r["seeds"])),
-                         fmt(r["summary"]["its"], ".2f", seeds=len(r["seeds"])),
-                         fmt(r["summary"]["sps"], ".3g", seeds=len(r["seeds"]))] for n, r in results.items()]), ""]
-    if failed:
-        lines += ["**Failed runs:** " + ", ".join(f"{j['script']} seed {j['seed']} (exit {j['returncode']}, "
-                                                  f"log `{j['log']}`)" for j in failed), ""]
-    if doc["skipped"]:
-        lines += [f"Skipped (script not present): {', '.join(doc['skipped'])}.", ""]
 
-    noise = {n: r for n, r in results.items() if any("samples" in s for s in r["seeds"].values())}
-    if noise:
-        used = [c for c in QUALITY_COLUMNS if any(r["summary"].get(c[0]) for r in noise.values())]
-        rows = []
-        for n, r in noise.items():
-            sizes = sorted({str(s["samples"]["size"]) for s in r["seeds"].values() if "samples" in s})
-            rows.append([n, "/".join(sizes), str(len(r["seeds"]))] +
-                        [fmt(r["summary"].get(k), spec, SCALE.get(k, 1.0), len(r["seeds"])) for k, _, spec in used])
-        for key, floor in doc["real_floor"].items():
-            if key == "curve":
-                continue
-            dataset = key.rsplit("_", 1)[0]
-            rows.append([f"*real data ({dataset}, {floor['n']} train images)*", str(floor["size"]), "–"] +
-                        [f"*{floor[k] * SCALE.get(k, 1.0):{spec}}*" if k in floor else "–" for k, _, spec in used])
-        lines += ["## Sample quality", "",
-                  "Final samples (`samples.npz`) against the raw 28 px test set (the one reference for every "
-                  "script), in the feature classifier's space; *px*: the samples' size; samples of another size are "
-                  "mapped to 28 px (the inverse of the scripts' 28 -> 32 px resize) before the classifier. The "
-                  "*real data* rows are the "
-                  "floor: real training images scored exactly like a model's samples, at 28 px and, for the 32 px "
-                  "scripts, taken to 32 px and back (what the resize alone costs).", "",
-                  md_table(["script", "px", "seeds"] + [t for _, t, _ in used], rows), ""]
-        final_floors = [f for k, f in doc["real_floor"].items() if k != "curve"]
-        floor_fids = [f"{f['fid']:.2f} at {f['size']} px" for f in final_floors]
-        if floor_fids:
-            lines += [f"**Real-data floor** ({final_floors[0]['n']} real training images "
-                      f"against the test set): FID {', '.join(floor_fids)}; no model can be expected to beat it.", ""]
-        for dataset, info in doc["classifiers"].items():
-            lines += [f"Feature space: a small CNN trained on the {dataset} training set, test accuracy "
-                      f"**{info['test_accuracy']:.2%}** on this data's test set; its {info['feature_dim']}-d "
-                      f"penultimate layer. Weights `{shown_path(info['weights'])}`, "
-                      f"SHA-256 `{info['sha256']}`.", ""]
-        infogan = {n: r for n, r in noise.items() if r["summary"].get("code_error") or r["summary"].get(
-            "c1_test_error")}
-        for n, r in infogan.items():
-            lines += [f"{n}: *code error* (one-to-one code → class matching of its samples, Hungarian) "
-                      f"{fmt(r['summary'].get('code_error'), '.3f', seeds=len(r['seeds']))}; the paper's metric, "
-                      f"`c1_test_error` (Q's categorical code classifying real test digits, Section 7.2), "
-                      f"{fmt(r['summary'].get('c1_test_error'), '.3f', seeds=len(r['seeds']))}.", ""]
-    errors = [(n, s) for n, r in results.items() for s in r["seeds"].values() if "error" in s]
-    if errors:
-        lines += ["Not scored: " + "; ".join(f"{n} `{s['run']}`: {s['error']}" for n, s in errors), ""]
+def main(args: Args, scorer: Scorer | None = None) -> dict:
+    runs_dir = Path(args.runs_dir).resolve()
+    if not runs_dir.is_dir():
+        raise SystemExit(f"report.py: error: {runs_dir} is not a folder")
+    meta, flops = read_json(runs_dir / "benchmark.json"), read_json(runs_dir / "flops.json")
+    preset = meta.get("preset", runs_dir.name)
+    out = Path(args.results_dir or ROOT / "benchmarks" / "results" / preset).resolve()
+    alone = read_json(out / "speed.json")
+    out.mkdir(parents=True, exist_ok=True)
+    clean_results(out)
+    config = metrics.ClassifierConfig(**meta["classifier"]) if "classifier" in meta else None
+    scorer = scorer or Scorer(args.data_dir or meta.get("data_dir", "data"), runs_dir, args.classifier or None,
+                              args.retrain_classifier, config)
 
-    i2i = {n: r for n, r in results.items() if r["directions"]}
-    if i2i:
-        rows = [[n, d, str(len(r["seeds"]))] + [fmt(r["summary"].get(f"{d}/{k}"), spec, seeds=len(r["seeds"]))
-                                                for k, _, spec in TRANSLATION_COLUMNS]
-                for n, r in i2i.items() for d in r["directions"]]
-        lines += ["## Translation quality", "",
-                  "Over the test split: outputs against targets; `*_cycle` rows: CycleGAN's reconstructions against "
-                  "the inputs.", "",
-                  md_table(["script", "direction", "seeds"] + [t for _, t, _ in TRANSLATION_COLUMNS], rows), ""]
+    # each run: its scores (a row of `rows`), eval files (rows of `points`), scalars, the paper's estimate against FID
+    groups, process = find_runs(runs_dir), {(j["script"], j["seed"]): j["seconds"] for j in meta.get("jobs", [])}
+    results, rows, points, scalars, claims = {}, [], [], [], {}
+    for name, seed, run in [(n, seed, run) for n, runs in groups.items() for seed, run in runs.items()]:
+        print(f"[report] scoring {run.path.name} ({len(run.eval_files())} eval files)", file=sys.stderr, flush=True)
+        load_events(run)
+        curve, c1 = scorer.curve(run), run.scalars.get("charts/c1_test_error", [])
+        knots = train_clock(run, curve)
+        for p, minutes in zip(curve, to_minutes(name, [p["iteration"] for p in curve], knots, alone), strict=True):
+            p["minutes"] = float(minutes)
+        s = {"run": run.path.name, "commit": run.commit(), **speed(run), **scorer.score(run), "curve": curve,
+             **({"c1_test_error": float(c1[-1, 2])} if len(c1) else {})}
+        results.setdefault(name, {"dataset": run.dataset, "batch_size": run.hparams.get("batch_size", "?"),
+                                  "seeds": {}})["seeds"][seed] = s
+        rows.append({"script": name, "seed": seed, "process_s": process.get((name, seed), np.nan),
+                     **flat({**s, **s.get("samples", {})})})
+        points += [{"script": name, "seed": seed, **flat(p)} for p in curve]
+        scalars += [pd.DataFrame({"script": name, "seed": seed, "tag": tag, "step": a[:, 0], "value": a[:, 2],
+                                  "minutes": to_minutes(name, a[:, 0], knots, alone)})
+                    for tag, a in run.scalars.items()]
+        if found := claim_estimate(name, run):
+            its, fids, est = claim_pairs(found[1], curve)
+            claims.setdefault(name, {"label": found[0], "seeds": {}})["seeds"][seed] = {
+                "iterations": its.tolist(), "fid": fids.tolist(), "estimate": est.tolist(),
+                "spearman": spearman(fids, est)}
+    for c in claims.values():
+        rhos = [s["spearman"] for s in c["seeds"].values() if s["spearman"] is not None]
+        c["mean_spearman"] = float(np.mean(rhos)) if rhos else None
 
-    if doc["claims"]:
-        rows = []
-        for n, c in doc["claims"].items():
-            per = ", ".join(f"seed {seed}: " + (f"{s['spearman']:.2f}" if s["spearman"] is not None else "–")
-                            + f" ({len(s['fid'])} points)" for seed, s in c["seeds"].items())
-            rows.append([n, f"`{c['label']}`", per, f"{c['mean_spearman']:.2f}" if c["mean_spearman"] is not None
-                         else "–"])
-        lines += ["## The papers' estimates against FID", "",
-                  "WGAN (Figures 3-4) says its critic's Wasserstein estimate falls as the samples improve; BEGAN "
-                  "(Section 3.4.1) says M_global (`charts/convergence`) tracks convergence. Each eval file's FID is "
-                  "paired with the estimate logged at the nearest iteration; Spearman's ρ > 0 supports the claim "
-                  "(estimate and FID fall together).", "",
-                  md_table(["script", "estimate", "Spearman ρ per seed", "mean ρ"], rows), ""]
-        if (out / "claims.png").exists():
-            lines += ["![The papers' estimates against FID](claims.png)", ""]
+    # each script: mean ± std over the seeds that have each number, FLOP/s at its speed alone, the real-data floors
+    summaries, floors, classifiers = summarise(pd.DataFrame.from_records(rows)) if rows else {}, {}, {}
+    for name, r in results.items():
+        s, fast = summaries[name], alone.get("scripts", {}).get(name, {})
+        r["summary"], r["directions"] = s, sorted({d for x in r["seeds"].values() for d in x.get("translations", {})})
+        if fast:
+            s.update(its_alone=[fast["it_per_s"], 0.0, 1], sps_alone=[fast.get("images_per_s") or np.nan, 0.0, 1])
+        per_iter, peak = flops.get("scripts", {}).get(name, {}).get("flops_per_iter"), flops.get("peak_gflops")
+        if per_iter and (its := (s.get("its_alone" if alone else "its") or [None])[0]):  # alone when measured
+            s.update(gflop_per_iter=[per_iter / 1e9, 0.0, 1], achieved_gflops=[per_iter * its / 1e9, 0.0, 1],
+                     fraction_of_peak=[per_iter * its / 1e9 / peak, 0.0, 1] if peak else None)
+        sizes = {x["samples"]["size"] for x in r["seeds"].values() if "samples" in x}
+        curve_n = next((p["n"] for x in r["seeds"].values() for p in x["curve"] if "n" in p), None)
+        try:
+            if sizes or curve_n:
+                clf = scorer.classifier(r["dataset"])
+                classifiers[clf.dataset] = clf.info()
+                wanted = {f"{clf.dataset}_{z}px": (z, 10000) for z in sorted(sizes | {metrics.IMG_SIZE})}
+                wanted.update({"curve": (metrics.IMG_SIZE, curve_n)} if curve_n else {})
+                floors.update({k: scorer.floor(clf.dataset, *v) for k, v in wanted.items() if k not in floors})
+        except (ValueError, FileNotFoundError) as e:
+            print(f"[report] warning: no real-data floor for {name}: {e}", file=sys.stderr)
 
-    fl = doc["flops"]
-    if fl:
-        iters = next((v["iters"] for v in fl.get("scripts", {}).values() if "iters" in v), ["?", "?"])
-        rows = []
-        for n, r in results.items():
-            s = r["summary"]
-            err = fl.get("scripts", {}).get(n, {}).get("error", "–")
-            peak = f"{s['fraction_of_peak'][0]:.1%}" if s.get("fraction_of_peak") else err
-            rows.append([n, fmt(s.get("gflop_per_iter"), ".3f"), fmt(s["its"], ".2f"),
-                         fmt(s.get("achieved_gflops"), ".2f"), peak])
-        lines += ["## Speed against the machine's limit", "",
-                  "FLOPs per iteration counted by `torch.utils.flop_counter.FlopCounterMode` (matmuls and "
-                  f"convolutions, forward and backward): (F(n2) - F(n1)) / (n2 - n1) over runs of n1 = {iters[0]} and "
-                  f"n2 = {iters[1]} iterations, so one-off work cancels; peak = best rate of a 2048² float32 matmul on "
-                  f"{fl.get('device')} with {fl.get('threads')} thread(s), measured in the same benchmark.", "",
-                  md_table(["script", "GFLOP / iteration", "it/s", "achieved GFLOP/s", "of peak"], rows), ""]
+    # the figures, then metrics.json, report.md, the manifest of what was written and README's CPU table
+    curves = pd.DataFrame.from_records(points) if points else pd.DataFrame(columns=["script", "seed", "iteration"])
+    scalars = pd.concat(scalars, ignore_index=True) if scalars else pd.DataFrame(columns=["script", "seed", "tag"])
+    own = [n for n in results if n not in alone.get("scripts", {})]
+    clock = (f"estimated minutes of {threads(alone)} alone (speed.py's it/s, one run at a time)" + "".join(
+        f"; {n}: its own clock" for n in own) if len(own) < len(results) else "minutes of training by the quality "
+        "runs' own clock (side by side with other work on the machine: not measured alone, no speed.json)")
+    f, first = figures, {n: next(iter(r.values())) for n, r in groups.items()}
+    grids = {n: g for n, run in first.items() if not results[n]["directions"] and (g := last_grid(run))}
+    plots = {"samples_all.png": lambda p: f.plot_pictures([x for n, run in first.items() if (
+                 x := f.final_picture(n, run.path, last_grid(run)))], p, 5, 2.6),
+             "quality.png": lambda p: f.plot_quality(curves, floors, clock, p),
+             "quality_translation.png": lambda p: f.plot_translation_quality(curves, clock, p),
+             **{f"losses_{k}.png": lambda p, k=k: f.plot_losses(scalars, k, clock, p) for k in LOSS_KINDS},
+             "claims.png": lambda p: f.plot_claims(claims, p),
+             "samples_montage.png": lambda p: plot_montage(grids, p, 4, 320),
+             **{f"curves_{n}.png": lambda p, n=n: f.plot_script(n, scalars[scalars["script"] == n], p) for n in groups}}
+    written = [name for name, plot in plots.items() if plot(out / name)]
+    doc = {"preset": preset, "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(flops, meta),
+           "classifiers": classifiers, "real_floor": floors, "scripts": results, "claims": claims, "flops": flops,
+           "speed_alone": alone, "clock": clock, "jobs": meta.get("jobs", []), "skipped": meta.get("skipped", [])}
+    (out / "metrics.json").write_text(json.dumps(doc, indent=1, default=float))
+    (out / "report.md").write_text(render(doc, out, curves))
+    (out / MANIFEST).write_text(json.dumps(sorted({*written, "metrics.json", "report.md"}), indent=1))
+    print(f"[report] wrote {out / 'report.md'} ({sum((out / n).stat().st_size for n in written) / 1e6:.2f} MB of "
+          "figures)", flush=True)
+    if args.readme:
+        sibling("readme").write(args.readme, doc, alone, out)
+    return doc
 
-    lines += ["## Figures", ""]
-    for png, caption in [("losses_d.png", LOSS_KINDS["d"] + " against training seconds"),
-                         ("losses_g.png", LOSS_KINDS["g"] + " against training seconds"),
-                         ("losses_gap.png", LOSS_KINDS["gap"] + " against training seconds"),
-                         ("samples_montage.png", "Final sample grid of each script (first seed)"),
-                         ("translations_montage.png", "Final translations of each image-to-image script")]:
-        if (out / png).exists():
-            lines += [f"![{caption}]({png})", "", f"*{caption}.*", ""]
-    for n in results:
-        if (out / f"curves_{n}.png").exists():
-            lines += [f"![{n} curves](curves_{n}.png)", ""]
 
-    if doc["jobs"]:
-        lines += ["## Commands", "", "Run by `benchmarks/run.py` (paths inside the repository relative to it):", "",
-                  "```bash"] + [f"{j['shell']}  # exit {j['returncode']}, {j['seconds']:.0f}s" for j in doc["jobs"]]
-        lines += ["```", ""]
-    return "\n".join(lines)
+def render(doc: dict, out: Path, curves: pd.DataFrame) -> str:
+    """report.md from the metrics document (and the eval files' frame, for the early-FID table)."""
+    m, res, fl, alone, floors = doc["machine"], doc["scripts"], doc["flops"], doc["speed_alone"], doc["real_floor"]
+    pngs, sm = {p.name for p in out.glob("*.png")}, {n: r["summary"] for n, r in res.items()}
+
+    def seeds(name: str, key: str) -> str:  # how many seeds have the number
+        return str((sm[name].get(key) or [0, 0, 0])[2])
+
+    def figure(png: str, alt: str, caption: str = "") -> list[str]:
+        return [f"![{alt}]({png})", "", f"*{caption or alt}*", ""] if png in pngs else []
+
+    commits = sorted({s.get("commit", "unknown") for r in res.values() for s in r["seeds"].values()})
+    L = [f"# CleanGAN benchmark: preset `{doc['preset']}`", "",
+         f"Generated {doc['generated']} by `benchmarks/report.py`; metrics and formulas: [docs/benchmarks.md]("
+         f"{os.path.relpath(ROOT / 'docs' / 'benchmarks.md', out)}). Mean ± sample std over the seeds that have the "
+         f"number (*seeds*: how many). Commit(s) the runs ran: {', '.join(f'`{c}`' for c in commits)}.", ""]
+    L += figure("samples_all.png", "Every script's final samples", "Final samples of the first seed: 64 of each "
+                "noise-to-image script's samples.npz (cGAN's sorted by label); pix2pix and CycleGAN: input | output "
+                "| target of three test images, labels → photo.")
+    c = floors.get("curve")
+    L += ["## Quality over time", ""] + figure(
+        "quality.png", "Sample quality during training", f"Every eval file (`samples_{{iteration}}.npz`) scored like "
+        f"the final samples, against {doc['clock']}, and against iterations. Its {c['n'] if c else 'few'} samples put "
+        "its FIDs above the final table's" + (f"; dashed: real training images at the same n (FID {c['fid']:.1f})."
+                                              if c else ".")) + [
+        f"Best eval-file FID within {', '.join(map(str, HORIZONS))} of those minutes (mean over seeds; – unless every "
+        "seed got there), and the last:", "", early_table(curves), ""] if "quality.png" in pngs else []
+    L += figure("quality_translation.png", "Translation quality during training", "pix2pix and CycleGAN eval files "
+                "(a fixed test subset): L1 and SSIM against the targets, per direction, against the same minutes.")
+
+    theory = m.get("theoretical_peak")
+    peak = (f"{m['peak_gflops']:.1f} GFLOP/s (best of {m.get('peak_repeats') or 5}" + (
+        f", {m['peak_size']}² matmul)" if m.get("peak_size") else ")") if m["peak_gflops"] else "not measured")
+    L += ["## Machine", "", md_table(
+        ["CPU", "logical cores", "workers × threads per run", "torch", "device", "peak matmul (measured)",
+         "theoretical peak (same threads)"],
+        [[str(m["cpu"]), str(m["logical_cores"]), f"{m['workers']} × {m['threads_per_run']}", m["torch"],
+          str(m["device"]), peak, f"{theory['gflops']:.1f} GFLOP/s" if theory else "unknown"]]), ""]
+    L += [peak_note(m), ""] if theory else []
+    L += [f"Speed alone (`benchmarks/speed.py`, {alone.get('measured', '?')}, commit `{alone.get('commit', '?')}`): "
+          f"{alone.get('cpu', '?')}, {alone.get('cores', '?')} cores, {threads(alone)} per run, one run at a time, "
+          f"torch {alone.get('torch', '?')}; load average before: {alone.get('load_before', '?')}."
+          + "".join(f" Warning: {w}." for w in alone.get("warnings", [])), ""] if alone else []
+
+    failed = [f"{j['script']} seed {j['seed']} (exit {j['returncode']}, log `{j['log']}`)" for j in doc["jobs"]
+              if j.get("returncode") not in (0, None)]
+    columns = [("iterations", ".0f"), ("wall_s", ".0f"), ("process_s", ".0f"), ("its", ".2f"), ("sps", ".3g")]
+    L += ["## Training", "", "*seeds*: runs with events; *train time*: first to last TensorBoard event; *process*: the "
+          "whole subprocess; *it/s*: generator updates per second between the first and last logged loss, in these "
+          "runs (beside other work; the speed alone is below); *images/s*: the last `charts/SPS`.", "",
+          md_table(["script", "dataset", "seeds", "batch", "iterations", "train time (s)", "process (s)", "it/s",
+                    "images/s"], [[n, r["dataset"], seeds(n, "iterations"), r["batch_size"]] +
+                                  [fmt(sm[n].get(k), spec) for k, spec in columns] for n, r in res.items()]), ""]
+    L += [f"**Failed runs:** {', '.join(failed)}", ""] if failed else []
+    L += [f"Skipped (script not present): {', '.join(doc['skipped'])}.", ""] if doc["skipped"] else []
+
+    noise = [n for n, s in sm.items() if s.get("fid")]
+    used = [col for col in QUALITY_COLUMNS if any(sm[n].get(col[0]) for n in noise)]
+    rows = [[n, "/".join(sorted({str(x["samples"]["size"]) for x in res[n]["seeds"].values() if "samples" in x})),
+             seeds(n, "fid")] + [fmt(sm[n].get(k), spec) for k, _, spec in used] for n in noise]
+    rows += [[f"*real data ({k.rsplit('_', 1)[0]}, {f['n']} train images)*", str(f["size"]), "–"] +
+             [f"*{f[k]:{spec}}*" if k in f else "–" for k, _, spec in used] for k, f in floors.items() if k != "curve"]
+    L += ["## Sample quality", "", "Final samples (`samples.npz`) against the test set in the feature classifier's "
+          "space (how each size gets there: docs/benchmarks.md); *px*: the samples' size; *seeds*: seeds scored. "
+          "*Real data*: the floor, real training images scored exactly like samples of that size.", "",
+          md_table(["script", "px", "seeds"] + [t for _, t, _ in used], rows), ""] if noise else []
+    L += [f"Feature space: a small CNN trained on the {d} training set, test accuracy **{i['test_accuracy']:.2%}**, "
+          f"its {i['feature_dim']}-d penultimate layer" + (f"; reference: {i['reference']}" if "reference" in i else "")
+          + f". Weights `{shown(i['weights'])}`, SHA-256 `{i['sha256']}`.\n" for d, i in doc["classifiers"].items()]
+    L += [f"{n}: *code error* (one-to-one code → class matching of its samples, Hungarian) "
+          f"{fmt(sm[n].get('code_error'), '.3f')}; the paper's metric, `c1_test_error` (Q's categorical code "
+          f"classifying real test digits, Section 7.2), {fmt(sm[n].get('c1_test_error'), '.3f')}.\n"
+          for n in noise if sm[n].get("code_error") or sm[n].get("c1_test_error")]
+    errors = [f"{n} `{s['run']}`: {s['error']}" for n, r in res.items() for s in r["seeds"].values() if "error" in s]
+    L += ["Not scored: " + "; ".join(errors), ""] if errors else []
+
+    rows = [[n, d, seeds(n, f"{d}/l1")] + [fmt(sm[n].get(f"{d}/{k}"), spec) for k, _, spec in TRANSLATION_COLUMNS]
+            for n, r in res.items() for d in r["directions"]]
+    L += ["## Translation quality", "", "Over the test split: outputs against targets; `*_cycle` rows: CycleGAN's "
+          "reconstructions against the inputs.", "",
+          md_table(["script", "direction", "seeds"] + [t for _, t, _ in TRANSLATION_COLUMNS], rows), ""] if rows else []
+
+    rows = [[n, f"`{c['label']}`", ", ".join(f"seed {seed}: {fmt(s['spearman'] and [s['spearman']], '.2f')} "
+                                             f"({len(s['fid'])} points)" for seed, s in c["seeds"].items()),
+             fmt(c["mean_spearman"] and [c["mean_spearman"]], ".2f")] for n, c in doc["claims"].items()]
+    L += ["## The papers' estimates against FID", "", "WGAN (Figures 3-4) says its critic's Wasserstein estimate falls "
+          "as the samples improve; BEGAN (Section 3.4.1) says M_global (`charts/convergence`) tracks convergence. Each "
+          "eval file's FID is paired with the estimate logged at the nearest iteration; Spearman's ρ > 0 supports the "
+          "claim (estimate and FID fall together).", "",
+          md_table(["script", "estimate", "Spearman ρ per seed", "mean ρ"], rows), ""] if rows else []
+    L += figure("claims.png", "The papers' estimates against FID over training")
+
+    iters = next((v["iters"] for v in fl.get("scripts", {}).values() if "iters" in v), ["?", "?"])
+    speed_of = (f"*it/s*, *images/s*: measured alone, one run at a time, {alone.get('threads', '?')} thread(s), by "
+                "`benchmarks/speed.py` (a warm-up, then a timed window; commands below)" if alone else "*it/s*, "
+                "*images/s*: of the quality runs above, beside other work (no speed.json: not measured alone, so "
+                "*of peak* is understated)")
+    L += ["## Speed against the machine's limit", "", speed_of + ". FLOPs per iteration counted by "
+          "`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and backward): (F(n2) - "
+          f"F(n1)) / (n2 - n1) over runs of n1 = {iters[0]} and n2 = {iters[1]} iterations, so one-off work cancels; "
+          f"peak: the best rate of a {fl.get('peak_size', 2048)}² float32 matmul on {fl.get('device', '?')}, "
+          f"{fl.get('threads', '?')} thread(s).", "", md_table(
+              ["script", "GFLOP / iteration", "it/s", "images/s", "achieved GFLOP/s", "of peak"],
+              [[n, fmt(s.get("gflop_per_iter"), ".3f"), fmt(s.get("its_alone" if alone else "its"), ".2f"),
+                fmt(s.get("sps_alone" if alone else "sps"), ".3g"), fmt(s.get("achieved_gflops"), ".2f"),
+                fmt(s.get("fraction_of_peak") and [100 * s["fraction_of_peak"][0]], ".1f") + "%" if s.get(
+                    "fraction_of_peak") else fl.get("scripts", {}).get(n, {}).get("error", "–")]
+               for n, s in sm.items()]), ""] if fl or alone else []
+
+    L += ["## Figures", ""]
+    for png, caption in [*[(f"losses_{k}.png", f"{v} against minutes.") for k, v in LOSS_KINDS.items()],
+                         ("samples_montage.png", "The last sample grid each noise-to-image script wrote (first seed)."),
+                         *[(f"curves_{n}.png", f"{n}: every logged loss against iterations.") for n in res]]:
+        L += figure(png, caption)
+    commands = [f"{j['shell']}  # exit {j['returncode']}, {j['seconds']:.0f}s" for j in doc["jobs"]]
+    commands += [f"{e['command']}  # alone: {e['it_per_s']:.2f} it/s" for e in alone.get("scripts", {}).values()]
+    L += ["## Commands", "", "Run by `benchmarks/run.py` (paths inside the repository relative to it) and, for the "
+          "speed alone, `benchmarks/speed.py`:", "", "```bash", *commands, "```", ""] if commands else []
+    return "\n".join(L)
 
 
 if __name__ == "__main__":

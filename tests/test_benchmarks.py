@@ -8,15 +8,17 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
 import pytest
-import scipy.stats
 import torch
 import torchvision
 import tyro
-from helpers import ROOT, load_script, synthetic_digits
+from helpers import ROOT, load_script
 
 sys.path.insert(0, str(ROOT))
+from test_report import tiny_weights_fixture  # noqa: E402, F401  (the smoke test's feature classifier)
+
 from benchmarks import flops as bench_flops  # noqa: E402
 from benchmarks import metrics as bench_metrics  # noqa: E402
 from benchmarks import report as bench_report  # noqa: E402
@@ -156,20 +158,20 @@ def test_smoke_preset_end_to_end(mnist_root, tmp_path, tiny_weights, capsys, mon
         assert doc["classifiers"]["mnist"]["sha256"] in report
         assert "mnist_28px" in doc["real_floor"] and "curve" in doc["real_floor"]
         assert (results / "samples_montage.png").exists() and (results / "quality.png").exists()
-        assert report.index("quality.png") < report.index("## Machine")  # the first figure
+        assert report.index("samples_all.png") < report.index("quality.png") < report.index("## Machine")
     if "cgan" in SMOKE:
         assert "label_accuracy" in doc["scripts"]["cgan"]["seeds"]["1"]["samples"]
     for name in set(SMOKE) & set(bench.IMAGE_TO_IMAGE):
         translations = doc["scripts"][name]["seeds"]["1"]["translations"]
         assert all(0 <= t["l1"] <= 1 and -1 <= t["ssim"] <= 1 for t in translations.values()), translations
-        assert "## Translation quality" in report and (results / "translations_montage.png").exists()
+        assert "## Translation quality" in report and (results / "samples_all.png").exists()
     for kind in bench_report.LOSS_KINDS:
         assert (results / f"losses_{kind}.png").exists()
     assert sum(p.stat().st_size for p in results.glob("*.png")) < 3e6
 
     # the report alone, from the runs folder, reuses the cached metrics and writes the same tables (figures built,
     # not rendered again)
-    monkeypatch.setattr(bench_report.Figure, "savefig", lambda self, path, **kw: Path(path).write_bytes(b"png"))
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, path, **kw: Path(path).write_bytes(b"png"))
     again = bench_report.main(bench_report.Args(str(tmp_path / "bench"), results_dir=str(tmp_path / "again"),
                                                 classifier=str(tiny_weights)))
     assert again["scripts"].keys() == doc["scripts"].keys()
@@ -240,143 +242,6 @@ def test_report_says_when_the_measured_peak_beats_the_cpuinfo_estimate():
     above = bench_report.peak_note({**m, "peak_gflops": 70.0})
     assert "2000 MHz" in below and "above this estimate" not in below
     assert above.startswith(below) and "above this estimate" in above
-
-
-# --- the report on fake run folders (no training): curves, claims, montages, README, what it deletes -------------
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A feature classifier's weights file with a seeded, untrained network (no data needed, milliseconds)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "classifier_mnist.pt"
-    bench_metrics.save_weights(path, bench_metrics.FeatureNet(), "mnist", 0.1, 0.0,
-                               bench_metrics.ClassifierConfig(max_steps=1))
-    return path
-
-
-def fake_run(root, script: str, seed: int, iters: int = 40, eval_every: int = 10, size: int = 28,
-             estimate=None, extra_scalars=None, dataset: str = "mnist"):
-    """A run folder as a script leaves it: TensorBoard scalars every 2 iterations, eval files every `eval_every`
-    (images noisier early on), the final samples.npz (or translations.npz for dataset 'facades'), commit.txt."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    run = root / "runs" / f"{dataset}__{script}__{seed}__{1700000000 + seed}"
-    run.mkdir(parents=True)
-    writer = SummaryWriter(str(run))
-    for it in range(2, iters + 1, 2):
-        values = {"losses/d_loss": 1.0 - it / iters + 0.1 * seed, "losses/g_loss": it / iters,
-                  "charts/d_real": 0.8, "charts/d_fake": 0.2 + 0.001 * it, "charts/SPS": 0.47,
-                  **({"losses/wasserstein_estimate": estimate(it)} if estimate else {})}
-        for tag, v in values.items():
-            writer.add_scalar(tag, v, it)
-    for tag, v in (extra_scalars or {}).items():
-        writer.add_scalar(tag, v, iters)
-    writer.close()
-    rng = np.random.default_rng(seed)
-    digits, _ = synthetic_digits(60, seed=seed)
-    for it in range(eval_every, iters + 1, eval_every):
-        if dataset == "facades":
-            x = rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
-            arrays = {"inputs": x, "outputs": (x // (1 + iters // it)).astype(np.uint8), "targets": x}
-        else:
-            noise = rng.normal(0, 200 * (1 - it / iters) + 5, digits.shape)
-            images = np.clip(digits + noise, 0, 255).astype(np.uint8)[:, None]
-            arrays = {"images": images if size == 28 else bench_metrics.resize_uint8(images, size)}
-        np.savez(run / f"samples_{it:07d}.npz", iteration=it, train_seconds=it * 0.5 * seed, **arrays)
-    np.savez(run / ("translations.npz" if dataset == "facades" else "samples.npz"), **arrays)
-    (run / "commit.txt").write_text(f"abc{seed}\n")
-    return run
-
-
-def test_report_on_fake_runs(mnist_root, tmp_path, tiny_weights, monkeypatch):
-    # every figure is built but not rendered (a second each on this CPU); the smoke test renders them for real
-    monkeypatch.setattr(bench_report.Figure, "savefig", lambda self, path, **kw: Path(path).write_bytes(b"png"))
-    runs = tmp_path / "bench"
-    for seed in (1, 2):
-        fake_run(runs, "gan", seed)
-        fake_run(runs, "wgan", seed, size=32, estimate=lambda it: 5.0 - it / 10)  # falls as samples improve
-        fake_run(runs, "infogan", seed, extra_scalars={"charts/c1_test_error": 0.1 * seed})
-    fake_run(runs, "pix2pix", 1, dataset="facades")
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "notes.png").write_bytes(b"not the report's")  # a file report.py did not write: must survive
-    (results / "wallclock.png").write_bytes(b"an earlier version's")  # an earlier report's: deleted
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench_report.README_START}\nold table\n{bench_report.README_END}\noutro\n")
-
-    doc = bench_report.main(bench_report.Args(str(runs), results_dir=str(results), data_dir=str(mnist_root),
-                                              classifier=str(tiny_weights), readme=str(readme)))
-    gan = doc["scripts"]["gan"]
-    assert [p["iteration"] for p in gan["seeds"][1]["curve"]] == [10, 20, 30, 40]
-    assert [p["train_seconds"] for p in gan["seeds"][2]["curve"]] == [10.0, 20.0, 30.0, 40.0]
-    assert gan["seeds"][1]["commit"] == "abc1" and gan["summary"]["sps"][0] == pytest.approx(0.47)  # not int()-ed
-    assert all(p["n"] == 60 and "kid" not in p for p in gan["seeds"][1]["curve"])
-    assert doc["real_floor"]["curve"]["n"] == 60 and {"mnist_28px", "mnist_32px"} <= set(doc["real_floor"])
-    assert doc["scripts"]["infogan"]["summary"]["c1_test_error"][0] == pytest.approx(0.15)
-    assert [p["iteration"] for p in doc["scripts"]["pix2pix"]["seeds"][1]["curve"]] == [10, 20, 30, 40]
-    # WGAN's estimate against FID: the pairs and Spearman's rho recomputed here
-    claim = doc["claims"]["wgan"]
-    for seed in (1, 2):
-        fids = [p["fid"] for p in doc["scripts"]["wgan"]["seeds"][seed]["curve"]]
-        assert claim["seeds"][seed]["fid"] == fids and claim["seeds"][seed]["estimate"] == [4.0, 3.0, 2.0, 1.0]
-        assert claim["seeds"][seed]["spearman"] == pytest.approx(scipy.stats.spearmanr(fids, [4, 3, 2, 1]).statistic)
-    assert claim["mean_spearman"] == pytest.approx(np.mean([claim["seeds"][s]["spearman"] for s in (1, 2)]))
-    assert claim["label"] == "losses/wasserstein_estimate"
-
-    report = (results / "report.md").read_text()
-    assert report.index("![Sample quality") < report.index("## Machine")  # the quality figure comes first
-    assert "## The papers' estimates against FID" in report and "c1_test_error" in report
-    assert bench_metrics.sha256_file(tiny_weights) in report and "`abc1`, `abc2`" in report
-    wrote = {"quality.png", "quality_translation.png", "losses_d.png", "losses_g.png", "losses_gap.png",
-             "claims.png", "translations_montage.png", "metrics.json", "report.md"}
-    assert wrote <= {p.name for p in results.iterdir()}
-    assert (results / "notes.png").exists() and not (results / "wallclock.png").exists()
-    manifest = set(json.loads((results / bench_report.MANIFEST).read_text()))
-    assert wrote <= manifest and "notes.png" not in manifest
-    text = readme.read_text()
-    assert text.startswith(f"intro\n{bench_report.README_START}\n")
-    assert text.endswith(f"{bench_report.README_END}\noutro\n")
-    assert "old table" not in text and "| `gan` | 2 |" in text and "results/report.md" in text
-
-    # a second report after a script's runs are gone deletes that script's old figure, nothing else
-    shutil.rmtree(runs / "runs" / "mnist__infogan__1__1700000001")
-    shutil.rmtree(runs / "runs" / "mnist__infogan__2__1700000002")
-    bench_report.main(bench_report.Args(str(runs), results_dir=str(results), data_dir=str(mnist_root),
-                                        classifier=str(tiny_weights)))
-    assert not (results / "curves_infogan.png").exists() and (results / "curves_gan.png").exists()
-    assert (results / "notes.png").exists()
-
-
-def test_readme_without_markers_is_left_alone(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text("no markers here\n")
-    assert not bench_report.update_readme(readme, "| table |")
-    assert readme.read_text() == "no markers here\n" and "markers" in capsys.readouterr().err
-    readme.write_text(f"a {bench_report.README_END} b {bench_report.README_START}\n")  # out of order
-    assert not bench_report.update_readme(readme, "| table |")
-
-
-def test_claim_pairs_take_the_nearest_logged_iteration():
-    estimate = np.array([[0, 9.0], [10, 8.0], [20, 7.0], [30, 6.0]])
-    curve = [{"iteration": 14, "fid": 3.0}, {"iteration": 16, "fid": 2.0}, {"iteration": 29, "fid": 1.0}]
-    its, fids, est = bench_report.claim_pairs(estimate, curve)
-    assert its.tolist() == [14, 16, 29] and fids.tolist() == [3, 2, 1] and est.tolist() == [8.0, 7.0, 6.0]
-    assert bench_report.spearman(fids, est) == pytest.approx(1.0)
-    assert bench_report.spearman(fids[:2], est[:2]) is None  # too few points
-
-
-def test_train_clock_interpolates_between_eval_files():
-    knots = (np.array([0.0, 10, 20]), np.array([0.0, 5, 15]))
-    assert bench_report.to_seconds(np.array([5.0, 10, 15, 30]), knots).tolist() == [2.5, 5.0, 10.0, 25.0]
-
-
-def test_translation_montage_rows_are_labelled():
-    x = np.zeros((2, 3, 8, 8), np.uint8)
-    pix2pix = bench_report.translation_rows({"inputs": x, "outputs": x, "targets": x})
-    assert [label for label, _ in pix2pix] == ["input", "output", "target"]
-    cyclegan = bench_report.translation_rows({f"{d}_{k}": x for d in ("a2b", "b2a")
-                                              for k in ("inputs", "outputs", "cycle")})
-    assert [label for label, _ in cyclegan] == ["A→B real", "A→B translated", "A→B reconstructed", "B→A real",
-                                                "B→A translated", "B→A reconstructed"]
 
 
 # --- the runner's progress lines and the commit of each run -------------------------------------------------------
