@@ -2,7 +2,7 @@
 """Benchmark runner: every (script, seed) of a preset as a subprocess, then the FLOP count and the report.
 
 Usage: python benchmarks/run.py --preset quick --data-dir /path/to/data [extra script flags]
-(seeds 1 2 3, two runs at a time; writes benchmarks/results/quick/ and README.md's results table)
+(seeds 1 2 3, two runs at a time; writes benchmarks/results/quick/ and README.md's CPU table, benchmarks/readme.py)
 --preset ablations (or ablations-full) runs the papers' ablation tables instead: benchmarks/ablations.py.
 Flags the runner does not know (e.g. --no-cuda, --batch-size 32) are passed to every script.
 After the quick preset's runs, benchmarks/speed.py measures each script's speed alone (--no-speed: not; --speed-only:
@@ -155,9 +155,9 @@ class Args:
     retrain_classifier: bool = False
     """train the feature classifier again on DATA_DIR, overwrite its weights file and print the new SHA-256"""
     readme: str = "auto"
-    """README whose results table (between <!-- results:start --> and <!-- results:end -->) is rewritten from
-    metrics.json: `auto` = the repository's README.md for the quick preset with the default results folder, nothing
-    otherwise; `` = never"""
+    """README whose CPU table (between <!-- cpu-table:start --> and <!-- cpu-table:end -->) benchmarks/readme.py
+    rewrites from metrics.json and speed.json: `auto` = the repository's README.md for the quick preset with the
+    default results folder, nothing otherwise; `` = never"""
     threads: int = 0
     """threads per run, OMP_NUM_THREADS and MKL_NUM_THREADS (0 = max(1, cores // workers))"""
     timeout: int = 0
