@@ -55,20 +55,28 @@ class CpuLine:
     shows: str
 
 
-# The README's CPU lines: each sized for about 5-12 minutes of one core (widths below the papers' where a full-width
+# The README's CPU lines: each sized for about 5-15 minutes of one core (widths below the papers' where a full-width
 # iteration costs too much on a CPU; the budgets are the iterations that fit). ONE table: README.md's CPU table and the
 # `quick` preset are both made from it (tests/test_benchmarks.py checks that they agree).
 CPU_LINES: dict[str, CpuLine] = {
-    "gan": CpuLine(("--hidden-dim", "600", "--maxout-units", "120", "--max-iters", "6000"), ""),
-    "cgan": CpuLine(("--batch-size", "50", "--max-iters", "5000"), ""),
-    "dcgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "2000"), ""),
-    "lsgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "3600"), ""),
-    "infogan": CpuLine(("--num-filters", "32", "--fc-dim", "512", "--max-iters", "840"), ""),
+    "gan": CpuLine(("--hidden-dim", "600", "--maxout-units", "120", "--max-iters", "6000"),
+                   "varied digits of all ten classes, most recognisable, speckled strokes"),
+    "cgan": CpuLine(("--batch-size", "50", "--max-iters", "5000"),
+                    "each row its label's digit in varied styles; about one in eight wrong"),
+    "dcgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "2000"),
+                     "varied digits of all ten classes, most recognisable, a few malformed"),
+    "lsgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "3600"),
+                     "varied digits of all ten classes, most recognisable, cleaner strokes than DCGAN's"),
+    "infogan": CpuLine(("--num-filters", "32", "--fc-dim", "512", "--max-iters", "840"),
+                       "digits of all ten classes; along c2 a row sometimes turns into another digit"),
     "wgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "2000"), ""),
     "wgan_gp": CpuLine(("--dim", "8", "--max-iters", "3000"), ""),
-    "began": CpuLine(("--num-filters", "16", "--max-iters", "1500"), ""),
-    "pix2pix": CpuLine(("--img-size", "128", "--max-iters", "400"), ""),
-    "cyclegan": CpuLine(("--img-size", "64", "--dataset-mode", "unaligned", "--max-iters", "250"), ""),
+    "began": CpuLine(("--num-filters", "16", "--max-iters", "1500"),
+                     "varied, blurry digits, many recognisable, many malformed"),
+    "pix2pix": CpuLine(("--img-size", "128", "--max-iters", "400"),
+                       "facades with windows and floors in the right places, blurry and grey"),
+    "cyclegan": CpuLine(("--img-size", "64", "--dataset-mode", "unaligned", "--max-iters", "250"),
+                        "labels to photo: grey, blurry facades; photo to labels: coloured bands"),
 }
 # What the benchmark adds to a script's preset flags besides COMMON: a sample grid every quarter of the run for the two
 # translation scripts (their 400 and 250 iterations would otherwise write one grid only).
@@ -79,7 +87,7 @@ COMMON: dict[str, list[str]] = {
     # seconds per script on tiny data (tests/test_benchmarks.py)
     "smoke": ["--max-iters", "4", "--batch-size", "16", "--num-eval-samples", "200", "--log-interval", "1",
               "--sample-interval", "2", "--checkpoint-interval", "1000", "--eval-interval", "2"],
-    # about five minutes of one core per MNIST run, two runs side by side; --log-interval and --eval-interval are
+    # the README's CPU lines (CPU_LINES), two runs side by side; --log-interval and --eval-interval are
     # derived from each script's --max-iters (CURVE_POINTS below)
     "quick": ["--num-eval-samples", "10000", "--sample-interval", "500", "--checkpoint-interval", "100000"],
     # the papers' budgets (the scripts' defaults), for a GPU; the iteration count is unknown here, so a fixed interval

@@ -84,6 +84,7 @@ def test_quick_preset_is_the_cpu_lines():
         added = {t for t in flags[len(line.flags):] if t.startswith("--")}
         assert added <= allowed, (name, added - allowed)
         assert not set(line.flags) & added, name
+        assert len(line.shows.split()) <= 15, name  # the README's phrase: at most 15 words
 
 
 def test_long_preset_pins_the_widths_of_its_report():
