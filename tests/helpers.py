@@ -4,6 +4,7 @@ import importlib.util
 import io
 import multiprocessing
 import os
+import pickle
 import runpy
 import signal
 import struct
@@ -269,9 +270,24 @@ _FORKSERVER = multiprocessing.get_context("forkserver")
 _FORKSERVER.set_forkserver_preload(["helpers", "torchvision", "tyro", "torch.utils.tensorboard"])
 
 
+class _PicklingDataLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose workers' arguments (dataset, collate_fn, worker_init_fn) must survive pickling, as when they
+    start by spawn or forkserver (macOS, Windows; Linux from Python 3.14): the SIGTERM child forks its workers."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.num_workers > 0:
+            pickle.loads(pickle.dumps((self.dataset, self.collate_fn, self.worker_init_fn)))
+
+
 def _script_child(name: str, args, cwd: str, log: str, threads: int):
     """In the forked child: stdout and stderr to `log` + .out/.err (line-buffered), then the script as __main__;
     its SystemExit code becomes the process's exit code."""
+    # as in `python script.py`: DataLoader workers start by the interpreter's default method (fork on Linux up to
+    # Python 3.13), not by the fork server's, which would start a fresh interpreter (~5 s) for each worker; what
+    # such a start pickles is still pickled
+    multiprocessing.set_start_method(None, force=True)
+    torch.utils.data.DataLoader = _PicklingDataLoader
     for fd, suffix in ((1, ".out"), (2, ".err")):
         os.dup2(os.open(log + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     sys.stdout, sys.stderr = open(1, "w", buffering=1), open(2, "w", buffering=1)

@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 import sys
+import time
 
 import pytest
 from helpers import ROOT
@@ -25,11 +26,27 @@ def quiet(monkeypatch):
     monkeypatch.setattr(speed, "cpu_busy_seconds", lambda: None)
 
 
-def test_measures_scripts_alone_one_at_a_time(quiet, mnist_root, tmp_path):
-    """Two real runs (the CPU lines of gan and cgan on tiny MNIST), each 2 warm-up + 3 timed iterations."""
+def test_measures_scripts_alone_one_at_a_time(quiet, mnist_root, tmp_path, monkeypatch):
+    """gan's CPU line on tiny MNIST, a real run of 2 warm-up + 3 timed iterations; then cgan's, whose run (another
+    ~5 s interpreter start) is stood in for by a timed pause that reports the window the same flags give: its entry
+    (command, flags, images per iteration) is still built by speed.py, and the two runs' spans must not overlap."""
+    real_measure, measured = speed.measure, []
+
+    def measure(script, flags, warmup, threads, work, tag):
+        measured.append(script)
+        if script == "gan":
+            return real_measure(script, flags, warmup, threads, work, tag)
+        started = time.time()
+        time.sleep(0.2)
+        timed = int(bench.flag_value(flags, "--max-iters")) - warmup
+        return {"it_per_s": timed / 0.2, "warmup_iters": warmup, "timed_iters": timed, "seconds": 0.2,
+                "logged_points": timed + 1, "started": started, "finished": time.time(), "other_cpu_s": None}
+
+    monkeypatch.setattr(speed, "measure", measure)
     out = tmp_path / "speed.json"
     args = speed.Args(data_dir=str(mnist_root), scripts=("gan", "cgan"), warmup=2, iters=3, wait=0, out=str(out))
     assert speed.main(args, ["--epochs", "1000"]) == 0  # tiny MNIST: 2 batches an epoch
+    assert measured == ["gan", "cgan"]  # --iters: no probe runs
     result = json.loads(out.read_text())
     assert TOP_FIELDS <= set(result) and result["threads"] == 1 and result["cores"] >= 1
     assert result["load_before"] == [0.1, 0.2, 0.3] and result["forced"] is False and not result["warnings"]
