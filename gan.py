@@ -526,7 +526,8 @@ class Run:
             os.makedirs(f"{self.dir}/samples", exist_ok=True)
             if self.args.track:  # CleanRL's convention: W&B mirrors the TensorBoard events
                 import wandb
-                wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity, sync_tensorboard=True,
+                wandb.tensorboard.patch(root_logdir=self.dir)  # sync_tensorboard, told the folder (no 10 s guess)
+                wandb.init(project=self.args.wandb_project_name, entity=self.args.wandb_entity,
                            config=dataclasses.asdict(self.args), name=os.path.basename(self.dir), save_code=True)
             self.writer = SummaryWriter(self.dir)
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
