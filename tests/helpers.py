@@ -7,11 +7,13 @@ import os
 import pickle
 import runpy
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -280,9 +282,14 @@ class _PicklingDataLoader(torch.utils.data.DataLoader):
             pickle.loads(pickle.dumps((self.dataset, self.collate_fn, self.worker_init_fn)))
 
 
-def _script_child(name: str, args, cwd: str, log: str, threads: int):
-    """In the forked child: stdout and stderr to `log` + .out/.err (line-buffered), then the script as __main__;
-    its SystemExit code becomes the process's exit code."""
+def _script_child(name: str, args, cwd: str, log: str, threads: int, env: Optional[dict] = None,
+                  new_session: bool = False):
+    """In the forked child: `env` added to the environment, its own session and process group if `new_session` (as
+    `start_new_session=True`: torchrun, Slurm, docker), stdout and stderr to `log` + .out/.err (line-buffered), then
+    the script as __main__; its SystemExit code becomes the process's exit code."""
+    os.environ.update(env or {})
+    if new_session:
+        os.setsid()
     # as in `python script.py`: DataLoader workers start by the interpreter's default method (fork on Linux up to
     # Python 3.13), not by the fork server's, which would start a fresh interpreter (~5 s) for each worker; what
     # such a start pickles is still pickled
@@ -297,7 +304,43 @@ def _script_child(name: str, args, cwd: str, log: str, threads: int):
     runpy.run_path(script_path(name), run_name="__main__")
 
 
-def _wait_for_log_line(proc, log: Path, needle: str, timeout: float = 120) -> str:
+def start_forked(name: str, args, cwd, log, threads: int = 1, env: Optional[dict] = None, new_session: bool = False):
+    """`python NAME.py ARGS` in `cwd` as a real process forked from the fork server (see _script_child), started."""
+    proc = _FORKSERVER.Process(target=_script_child, args=(name, args, str(cwd), str(log), threads, env, new_session))
+    proc.start()
+    return proc
+
+
+def start_ranks(name: str, args, cwd, log, world: int = 2) -> list:
+    """`torchrun --standalone --nproc-per-node WORLD NAME.py ARGS`, started without torchrun's own interpreter (~3 s)
+    and the ranks' (~5 s each): WORLD processes forked from the fork server with the environment torchrun gives its
+    ranks, one thread each; rank r logs to `log`_r.out/.err. The test of torchrun's shutdown still starts torchrun."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(world):
+        env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(start_forked(name, args, cwd, f"{log}_{rank}", 1, env))
+    return procs
+
+
+def join_ranks(procs: list, log, timeout: float = 300) -> tuple:
+    """Wait for start_ranks' processes (killed after `timeout` s): (exit codes, stdout of all ranks, stderr of all)."""
+    deadline = time.time() + timeout
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.time()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    out, err = ("".join(Path(f"{log}_{rank}{suffix}").read_text() for rank in range(len(procs)))
+                for suffix in (".out", ".err"))
+    return [proc.exitcode for proc in procs], out, err
+
+
+def wait_for_log_line(proc, log: Path, needle: str, timeout: float = 120) -> str:
     """Wait until the child's stdout (`log`.out) has a line containing `needle`."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -329,7 +372,7 @@ def check_sigterm_and_exact_resume(name: str, common, tmp_path, monkeypatch, net
     proc = _FORKSERVER.Process(target=_script_child, args=(name, args, str(work), str(log), torch.get_num_threads()))
     proc.start()
     try:
-        _wait_for_log_line(proc, log, "iter ")
+        wait_for_log_line(proc, log, "iter ")
         os.kill(proc.pid, signal.SIGTERM)
         proc.join(timeout=120)
     finally:

@@ -2,10 +2,7 @@
 autoencoder, learning signal, smoke run with the reconstruction grid, cifar10 and svhn, a streamed folder, SIGTERM and
 exact resume, torchrun, resume from the checkpoint's args, bad input."""
 import math
-import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,13 +17,14 @@ from helpers import (
     check_failed_download_leaves_nothing,
     check_sigterm_and_exact_resume,
     check_smoke,
+    join_ranks,
     load_script,
     only_run_dir,
     read_scalars,
     read_tags,
     run_inprocess,
     scores_on_checkpoint,
-    script_path,
+    start_ranks,
 )
 
 began = load_script("began")
@@ -467,17 +465,14 @@ def test_lr_decay_margin_sets_how_much_better_a_window_must_be(tmp_path, mnist_r
 
 
 def test_torchrun_two_ranks_keep_one_k_t_and_lr(tmp_path, mnist_root):
-    """Two gloo ranks (half the batch each): L(x) and L(G(z)) are averaged over the ranks before k_t's update and the
-    lr rule, so both ranks decide alike and end with the same weights (a decision every iteration here; with
-    rank-local values the ranks' lrs part and so do their weights)."""
+    """Two gloo ranks (half the batch each; started as torchrun starts them, helpers.start_ranks): L(x) and L(G(z))
+    are averaged over the ranks before k_t's update and the lr rule, so both ranks decide alike and end with the same
+    weights (a decision every iteration here; with rank-local values the ranks' lrs part and so do their weights)."""
     flags = [*base(mnist_root), "--lr-decay-window", 1, "--max-iters", 4, "--num-eval-samples", 0, "--no-cuda"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script_path("began"),
-           *map(str, flags)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    digests = sorted(line.split()[-1] for line in proc.stdout.splitlines() if "weights sha256" in line)
-    assert len(digests) == 2 and digests[0] == digests[1], proc.stdout[-2000:]
+    codes, out, err = join_ranks(start_ranks("began", flags, tmp_path, tmp_path / "rank"), tmp_path / "rank")
+    assert codes == [0, 0], err[-3000:]
+    digests = sorted(line.split()[-1] for line in out.splitlines() if "weights sha256" in line)
+    assert len(digests) == 2 and digests[0] == digests[1], out[-2000:]
     ckpt = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] == 4 and len(ckpt["ranks"]) == 2
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torchvision
 from common_block import IMAGE_SCRIPTS, SCRIPTS, block
-from helpers import ROOT, load_script, only_run_dir, write_mnist
+from helpers import ROOT, load_script, only_run_dir, start_forked, wait_for_log_line, write_mnist
 
 dcgan = load_script("dcgan")
 
@@ -141,27 +141,23 @@ def start(name, flags, cwd):
                             stderr=err, env=env, start_new_session=True)
 
 
-def wait_for(proc, path, needle, timeout=120):
-    deadline = time.time() + timeout
-    while needle not in path.read_text():
-        assert proc.poll() is None, f"ended early ({proc.returncode}): {path.with_name('stderr').read_text()[-2000:]}"
-        assert time.time() < deadline, f"no {needle!r} within {timeout} s"
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize("name", ["cyclegan", "dcgan", "began", "pix2pix"])
 def test_sigterm_to_the_whole_process_group_while_streaming_checkpoints_and_exits_143(name, tmp_path):
+    """The run is forked from the tests' fork server (torch already imported) into its own session, as
+    `start_new_session=True`; its DataLoader workers fork from it into the same process group."""
     flags, cwd = streamed_run(name, tmp_path)
-    proc = start(name, [*flags, "--max-iters", 100000, "--checkpoint-interval", 100000], cwd)
+    log = tmp_path / "run"
+    proc = start_forked(name, [*flags, "--max-iters", 100000, "--checkpoint-interval", 100000], cwd, log,
+                        new_session=True)
     try:
-        wait_for(proc, cwd / "stdout", "iter 2/")
+        wait_for_log_line(proc, log, "iter 2/")
         os.killpg(proc.pid, signal.SIGTERM)  # the main process AND its DataLoader workers, as torchrun's shutdown does
-        code = proc.wait(timeout=60)
+        proc.join(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.is_alive():
             os.killpg(proc.pid, signal.SIGKILL)
-    err = (cwd / "stderr").read_text()
-    assert code == 143, f"exit {code}: {err[-2000:]}"
+    err = log.with_suffix(".err").read_text()
+    assert proc.exitcode == 143, f"exit {proc.exitcode}: {err[-2000:]}"
     assert "Traceback" not in err and "killed by signal" not in err and "stopped by SIGTERM" in err, err[-2000:]
     ckpt = torch.load(only_run_dir(cwd) / "checkpoint.pt", weights_only=False)
     assert ckpt["iteration"] >= 2

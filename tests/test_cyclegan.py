@@ -5,8 +5,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -22,6 +20,7 @@ from helpers import (
     check_eval_interval,
     check_failed_download_leaves_nothing,
     check_sigterm_and_exact_resume,
+    join_ranks,
     load_script,
     losses,
     only_run_dir,
@@ -29,7 +28,7 @@ from helpers import (
     read_tags,
     run_inprocess,
     scalar_means,
-    script_path,
+    start_ranks,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")  # torchvision.io
@@ -448,14 +447,6 @@ def test_eval_only_needs_no_model_flags_and_input_dir_translates_a_folder(tmp_pa
     assert ckpt.stat().st_mtime_ns == before  # no training happened
 
 
-def _child_with_rank(parent: int, rank: int) -> int:
-    """pid of torchrun's worker process holding RANK=rank."""
-    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-        if f"RANK={rank}".encode() in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
-            return int(child)
-    raise AssertionError(f"no worker with RANK={rank} under {parent}")
-
-
 def test_aligned_download_unpacks_the_tar_and_refuses_members_outside_it(tmp_path):
     """--dataset-mode aligned fetches pix2pix's facades.tar.gz: its AB folder lands in DATA_DIR/facades in one rename;
     an archive whose member points outside the temporary folder is refused (tarfile's "data" filter), and nothing of
@@ -539,17 +530,12 @@ def test_torchrun_two_ranks_download_once_end_with_the_same_weights_and_stop_tog
     data = tmp_path / "data"
     flags = [*SMALL, "--data-dir", data, "--download", "--mirror", f"file://{mirror}", "--batch-size", 2,
              "--max-iters", 100000, "--num-eval-samples", 0, "--checkpoint-interval", 100000, "--backend", "gloo"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           script_path("cyclegan"), *map(str, flags)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        helpers._wait_for_line(proc, "iter ")
-        os.kill(_child_with_rank(proc.pid, 1), signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    log = tmp_path / "rank"
+    ranks = start_ranks("cyclegan", flags, tmp_path, log)  # as torchrun starts them
+    helpers.wait_for_log_line(ranks[0], Path(f"{log}_0"), "iter ")
+    os.kill(ranks[1].pid, signal.SIGTERM)
+    codes, out, err = join_ranks(ranks, log, timeout=120)
+    assert codes == [143, 143], err[-3000:]
     assert err.count("stopped by SIGTERM: checkpoint in") == 1, err[-3000:]  # said once, by rank 0
     sums = dict(re.findall(r"rank (\d): (iteration \d+, weights sha256 \w+)", out))
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], (out, err[-3000:])  # same iteration, same weights

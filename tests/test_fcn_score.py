@@ -1,7 +1,7 @@
 """Unit tests of benchmarks/fcn_score.py on constructed inputs (fake facades in tmp; no shared data, no network)."""
 import dataclasses
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -233,12 +233,17 @@ def test_train_is_seeded(tmp_path):
     assert not a.training
 
 
-def test_cli_scores_a_translations_npz(tmp_path, tiny_weights):
+def test_cli_scores_a_translations_npz(tmp_path, tiny_weights, capsys, monkeypatch):
+    """`python benchmarks/fcn_score.py RUN_DIR --weights W --sha256 S`, run as __main__ in this process."""
     maps, _ = label_maps(n=2, size=36)
     np.savez(tmp_path / "translations.npz", inputs=maps, outputs=maps[::-1].copy(), targets=maps)
     path, digest = tiny_weights
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fcn_score.py"), str(tmp_path),
-                           "--weights", str(path), "--sha256", digest], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)["fcn_score"]
+    script = ROOT / "benchmarks" / "fcn_score.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path), "--weights", str(path), "--sha256", digest])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)  # main() takes one thread; the later tests keep this process's count
+    out = json.loads(capsys.readouterr().out)["fcn_score"]
     assert out["label_maps"] == "inputs" and 0 <= out["per_pixel_acc"] <= 1
