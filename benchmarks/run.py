@@ -62,7 +62,7 @@ CPU_LINES: dict[str, CpuLine] = {
     "gan": CpuLine(("--hidden-dim", "600", "--maxout-units", "120", "--max-iters", "6000"),
                    "varied digits of all ten classes, most recognisable, speckled strokes"),
     "cgan": CpuLine(("--batch-size", "50", "--max-iters", "5000"),
-                    "each row its label's digit in varied styles; about one in ten wrong"),
+                    "each row its label's digit in varied styles; about one in eight wrong"),
     "dcgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "2000"),
                      "varied digits of all ten classes, most recognisable, a few malformed"),
     "lsgan": CpuLine(("--ngf", "16", "--ndf", "16", "--max-iters", "3600"),
