@@ -242,30 +242,6 @@ class _OnRunDevice:
         return obj
 
 
-def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> str:
-    """Read the child's stdout until a line contains `needle` (the child prints with flush=True)."""
-    import selectors
-    import time
-
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    seen, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        if not sel.select(timeout=1):
-            if proc.poll() is not None:
-                break
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
-    proc.kill()
-    out = "".join(seen)[-2000:]
-    raise AssertionError(f"never printed {needle!r}; stdout: {out}; stderr: {proc.stderr.read()[-2000:]}")
-
-
 # A fork server that has imported torch, torchvision, tyro and TensorBoard once: the SIGTERM tests' training runs are
 # forked from it, so each is a real process that gets a real signal, without its own ~5 s interpreter start.
 _FORKSERVER = multiprocessing.get_context("forkserver")
