@@ -4,6 +4,7 @@ import shlex
 
 import pytest
 import tyro
+from common_block import block
 from helpers import ROOT, load_script
 
 SCRIPTS = ["gan", "cgan", "dcgan", "lsgan", "infogan", "wgan", "wgan_gp", "began", "pix2pix", "cyclegan"]
@@ -33,3 +34,14 @@ def test_cpu_line_parses_and_passes_the_scripts_checks(name):
     args = tyro.cli(module.Args, args=argv)
     module.check_args(args)  # exits with one line (SystemExit) on a bad combination
     assert args.max_iters > 0
+
+
+def test_scripts_table_gives_each_files_lines():
+    """The README's "lines" cells (its own + image-data block + common block) are the files' current counts."""
+    text = (ROOT / "README.md").read_text()
+    for name in SCRIPTS:
+        cell = re.search(rf"\[{name}\.py\]\({name}\.py\) \(\[docs\]\(docs/{name}\.md\)\) \| ([\d +]+) \|", text)
+        assert cell, f"{name}: no row in the README's scripts table"
+        total = len((ROOT / f"{name}.py").read_text().splitlines())
+        blocks = [len(b.splitlines()) for b in (block(name, "image"), block(name)) if b]
+        assert [int(n) for n in cell.group(1).split("+")] == [total - sum(blocks), *blocks], name
