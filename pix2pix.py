@@ -9,7 +9,7 @@ Paper-to-code map
 - Section 3.2.1 / Fig. 3, U-Net with skips ........ `UnetBlock`, `UnetGenerator` (depth log2(img_size); 8 for 256)
 - Section 3.2.2, 70x70 PatchGAN ................... `PatchDiscriminator` (n_layers_d = 3), input and output concatenated
 - Section 3.3, test-time dropout and batch stats .. `test_mode` (`--test-dropout`, `--test-batch-stats`)
-- Section 3.3 / 4, Adam 2e-4, beta1 0.5, batch 1 .. `Args` defaults; `lr_lambda`: the port's decay (paper: constant)
+- Section 3.3 / 4, Adam 2e-4, beta1 0.5, batch 1 .. `Args` defaults; `lr_lambda`: the port's decay (Lua: constant)
 - Tables 1-3, the ablations ...................... `--objective`, `--generator`, `--netd` with `--n-layers-d`
 - Section 6.2 / official aligned_dataset.py ....... `read_ab` (resize to 286), `augment` (random 256 crop, flip)
 """
@@ -298,7 +298,8 @@ class PatchDiscriminator(nn.Module):
             nf_prev, nf = nf, ndf * min(2 ** n, 8)
             layers += [nn.Conv2d(nf_prev, nf, kernel, stride if n < n_layers else 1, pad, bias=False),
                        nn.BatchNorm2d(nf), nn.LeakyReLU(0.2)]
-        self.model = nn.Sequential(*layers, nn.Conv2d(nf, 1, kernel, 1, pad))  # logits: sigmoid in BCEWithLogits
+        # logits (sigmoid in BCEWithLogits); PixelGAN's last conv has no bias, as the official PixelDiscriminator's
+        self.model = nn.Sequential(*layers, nn.Conv2d(nf, 1, kernel, 1, pad, bias=not pixel))
 
     def forward(self, x):
         return self.model(x)  # (B, 1, S/2^n - 2, S/2^n - 2); PixelGAN: (B, 1, S, S)
@@ -449,7 +450,8 @@ def train(args: Args):
                             "charts/learning_rate": optimizer_g.param_groups[0]["lr"]})
         if iteration % n_batches == 0:  # lr stepped at each epoch's end (the port's update_learning_rate), after the
             scheduler_g.step()  # logs of the epoch's last iteration, which show the rate it trained with
-            scheduler_d.step()
+            if adversarial:  # Table 1's L1 row never steps D's optimiser
+                scheduler_d.step()
 
     if args.input_dir is None:
         run.finish()  # the final grid and translations.npz over the test split (val where there is none)

@@ -241,7 +241,9 @@ def test_table3_receptive_fields_from_pixelgan_to_imagegan(n_layers, pixel, size
         seen = x.grad.abs().sum(dim=dims).nonzero()
         assert seen.max() - seen.min() + 1 == rf == len(seen), (seen.min(), seen.max())
     if pixel:  # C64-C128 of 1x1 convolutions, one logit per pixel (Section 6.1.2)
-        assert out.shape == (1, 1, size, size) and len([m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]) == 3
+        convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert out.shape == (1, 1, size, size) and len(convs) == 3
+        assert convs[-1].bias is None  # the official PixelDiscriminator: bias=use_bias, False with BatchNorm
 
 
 def test_table2_encoder_decoder_is_the_unet_with_its_skips_severed():
@@ -267,8 +269,8 @@ def test_table2_encoder_decoder_is_the_unet_with_its_skips_severed():
 def test_table1_objectives_choose_the_terms_of_eq4_and_what_d_sees(tmp_path, ab_root, objective, d_in):
     """Section 4.2: g_loss = GAN term + lambda L1 with lambda 100 where L1 is on and 0 where not; gan: D sees the
     output alone (3 input channels, Eq. 2), cgan: input and output (Eq. 1); l1: D is never run nor updated (no Adam
-    state, no batch in its BatchNorm statistics), the GAN term and D's tags are 0."""
-    flags = [*base(ab_root), "--objective", objective, "--max-iters", 3, "--num-eval-samples", 0]
+    state, no batch in its BatchNorm statistics, no lr step at the epoch's end), the GAN term and D's tags are 0."""
+    flags = [*base(ab_root), "--objective", objective, "--max-iters", 4, "--num-eval-samples", 0]  # 4: one epoch
     rc, out, err = run_inprocess("pix2pix", flags, tmp_path)
     assert rc == 0, err[-2000:]
     run = only_run_dir(tmp_path)
@@ -280,6 +282,7 @@ def test_table1_objectives_choose_the_terms_of_eq4_and_what_d_sees(tmp_path, ab_
     assert ckpt["discriminator"]["model.0.weight"].shape[1] == d_in
     trained = bool(ckpt["optimizer_d"]["state"]), int(ckpt["discriminator"]["model.3.num_batches_tracked"]) > 0
     assert trained == ((objective != "l1"),) * 2
+    assert (ckpt["scheduler_g"]["last_epoch"], ckpt["scheduler_d"]["last_epoch"]) == (1, int(objective != "l1"))
     d_tags = ["losses/g_gan", "losses/d_loss", "charts/d_real", "charts/d_fake"]
     assert all((logged[t] == 0).all() == (objective == "l1") for t in d_tags), {t: logged[t] for t in d_tags}
 
