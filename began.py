@@ -59,7 +59,7 @@ class Args:
     max_iters: int = 0
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 16
-    """minibatch size (the paper and the reference implementation use 16)"""
+    """minibatch size (the reference implementation's 16)"""
     lr: float = 1e-4
     """initial learning rate of both networks (Section 4.1: in [5e-5, 1e-4])"""
     beta1: float = 0.5
@@ -91,18 +91,18 @@ class Args:
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist", "cifar10", "svhn", "folder"] = "mnist"
-    """the training set (cifar10, svhn: 32x32 RGB; folder: every .png/.jpg under --data-dir, centre-cropped; CelebA
-    in the paper)"""
+    """the training set (cifar10, svhn: 32x32 RGB; folder: every .png/.jpg under --data-dir, centre-cropped; the paper:
+    360K celebrity faces, CelebA the public stand-in)"""
     img_size: int = 32
     """image side: a power of two from 16 to 256, the encoder subsamples down to 8x8 (Section 4.1)"""
     h_dim: int = 64
     """N_h = N_z, the embedding and noise dimension (Section 4.1: 64)"""
     num_filters: int = 64
-    """n, filters of the first conv; the encoder uses n, 2n, 3n, ... (paper: 128; reference implementations: 64, 128)"""
+    """n, filters of the first conv; the encoder uses n, 2n, 3n, ... (paper, 128 px: 128; references: 64, 128)"""
     gamma: float = 1.0
-    """gamma = E[L(G(z))] / E[L(x)], the diversity ratio (Section 3.3; paper's CelebA: 0.5; ours, docs item 10: 1.0)"""
+    """gamma = E[L(G(z))] / E[L(x)], the diversity ratio (Section 3.3; paper's faces: 0.5; ours, docs item 10: 1.0)"""
     lambda_k: float = 0.01
-    """lambda_k, the proportional gain of the k_t controller (Eq. 4; paper, CelebA: 0.001)"""
+    """lambda_k, the proportional gain of the k_t controller (Eq. 4; paper, faces: 0.001)"""
     lr_decay_window: int = 5000
     """halve the lr when the mean M_global over this many iterations stalls (0 = never)"""
     lr_decay_margin: float = 0.01
@@ -111,7 +111,7 @@ class Args:
     carry_steps: int = 16000
     """Section 3.5.1 vanishing residuals in D: the carry falls from 1 to 0 over this many iterations (0 = none)"""
     g_carry_steps: int = 500
-    """the same for G (paper, CelebA: 16000, one schedule for both networks; 500: our MNIST tuning, docs item 10)"""
+    """the same for G (paper, faces: 16000, one schedule for both networks; 500: our MNIST tuning, docs item 10)"""
     in_memory_limit_mb: int = 4096
     """--dataset folder: hold the resized images on the device up to this size, else stream them from disk"""
     num_workers: int = 4

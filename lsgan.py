@@ -6,8 +6,8 @@ Paper-to-code map
 - Eq. 2, min_G 1/2 E[(D(G(z)) - c)^2] ............................... `generator_loss`, update (2) of the loop
 - Section 3.2.3, codings: Eq. 9 a=0, b=1, c=1 (the default, used in the paper's experiments);
   Eq. 8 a=-1, b=1, c=0 (b - c = 1, b - a = 2: minimises the Pearson chi^2 divergence) ... `--a --b --c`
-- MNIST (no network in the paper): our choice, `--arch dcgan`, dcgan.py's G and D with BN, D's output linear, so
-  lsgan.py and dcgan.py differ only in the loss (docs item 3) ......... `dcgan_generator`, `dcgan_discriminator`
+- MNIST (no network in the paper): our choice, `--arch dcgan`, dcgan.py's G and D with BN, D's output linear; the
+  loss, batch and BN scale init differ from dcgan.py's (docs item 3) ..... `dcgan_generator`, `dcgan_discriminator`
 - Figure 3(a): fc, BN, 3x3 deconvs (stride 2, 1, 2, 1 at 256 channels, then 128, 64), 3x3 output ... `lsun_generator`
 - Figure 3(b): 5x5 stride-2 convs 64-128-256-512, BN but on the first, LeakyReLU, fc, linear ... `lsun_discriminator`
 - Section 4.1 / official code: Adam lr 2e-4 (1e-3 for scenes), beta1 0.5, batch 64, z ~ U(-1, 1) (`--noise`) ... `Args`
@@ -90,7 +90,7 @@ class Args:
     dataset: Literal["mnist", "fashion-mnist", "cifar10", "svhn", "folder"] = "mnist"
     """the training set (folder: an ImageFolder tree at --data-dir, e.g. CelebA)"""
     arch: Literal["dcgan", "lsun"] = "dcgan"
-    """networks: dcgan.py's G and D (our MNIST choice: only the loss differs) or Figure 3's LSUN scene networks"""
+    """networks: dcgan.py's G and D (our MNIST choice; docs item 3) or Figure 3's LSUN scene networks"""
     img_size: int = 32
     """image side: 32 or 64 with --arch dcgan (MNIST is resized 28 -> 32), a multiple of 16 with lsun (Figure 3: 112)"""
     latent_dim: Optional[int] = None

@@ -287,7 +287,8 @@ class UnetGenerator(nn.Module):
 
 class PatchDiscriminator(nn.Module):
     """C64-C128-C256-C512, a 1-channel conv: logits per 70x70 patch (Section 6.1.2, official NLayerDiscriminator).
-    pixel=True: Table 3's 1x1 PixelGAN, C64-C128 of 1x1 convolutions; in_ch 3: the unconditional D of Eq. 2."""
+    pixel=True: Table 3's 1x1 PixelGAN, C64-C128 of 1x1 convolutions, a last conv without bias (official
+    PixelDiscriminator); in_ch 3: the unconditional D of Eq. 2."""
 
     def __init__(self, ndf: int = 64, n_layers: int = 3, in_ch: int = 6, pixel: bool = False):
         super().__init__()
@@ -298,8 +299,7 @@ class PatchDiscriminator(nn.Module):
             nf_prev, nf = nf, ndf * min(2 ** n, 8)
             layers += [nn.Conv2d(nf_prev, nf, kernel, stride if n < n_layers else 1, pad, bias=False),
                        nn.BatchNorm2d(nf), nn.LeakyReLU(0.2)]
-        # logits (sigmoid in BCEWithLogits); PixelGAN's last conv has no bias, as the official PixelDiscriminator's
-        self.model = nn.Sequential(*layers, nn.Conv2d(nf, 1, kernel, 1, pad, bias=not pixel))
+        self.model = nn.Sequential(*layers, nn.Conv2d(nf, 1, kernel, 1, pad, bias=not pixel))  # logits (BCEWithLogits)
 
     def forward(self, x):
         return self.model(x)  # (B, 1, S/2^n - 2, S/2^n - 2); PixelGAN: (B, 1, S, S)

@@ -631,7 +631,7 @@ def plot_wgan_gp(table: Table, results: dict[str, dict], out: Path) -> bool:
     left.set_xticks(sorted({int(k) for r in results.values() for s in r["seeds"].values()
                             for k in s.get("grad_norms", {})}))
     left.set_xlabel("critic layer (1 = input side)", fontsize=9)
-    left.set_ylabel("‖∂L/∂W‖ at the end (log scale)", fontsize=9)
+    left.set_ylabel("‖∂L/∂h‖, h a layer's input, at the end (log scale)", fontsize=9)
     right.set_yscale("log")
     right.set_xlabel("iteration", fontsize=9)
     right.set_ylabel("FID ↓ (log scale)", fontsize=9)
@@ -699,7 +699,7 @@ def render_table(table: Table, res: dict, seeds: tuple[int, ...], out: Path) -> 
     header = ["row (the paper's words)", "flags", *[f"paper: {c}" for c in table.paper_columns],
               *[f"ours: {title}" for _, title, _ in ours]]
     if table.kind == "wgan_gp":
-        header.insert(len(header) - len(ours), "ours: log10 ‖∂L/∂W‖ per layer (1 → last)")
+        header.insert(len(header) - len(ours), "ours: log10 ‖∂L/∂h‖, h each layer's input (1 → last)")
     body = []
     for row in table.rows:
         r = res["rows"][row.name]

@@ -44,4 +44,5 @@ def test_scripts_table_gives_each_files_lines():
         assert cell, f"{name}: no row in the README's scripts table"
         total = len((ROOT / f"{name}.py").read_text().splitlines())
         blocks = [len(b.splitlines()) for b in (block(name, "image"), block(name)) if b]
-        assert [int(n) for n in cell.group(1).split("+")] == [total - sum(blocks), *blocks], name
+        expected = " + ".join(str(n) for n in [total - sum(blocks), *blocks])
+        assert cell.group(1).strip() == expected, f"{name}: README {cell.group(1).strip()}, the file {expected}"
