@@ -142,7 +142,8 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 class ImageFolder(torch.utils.data.Dataset):
     """Every .png/.jpg under `root`, decoded one at a time, centre-cropped to a square and resized: uint8 (3, S, S)."""
     def __init__(self, root: str, size: int):
-        self.size, self.files = size, sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(
+        self.size = size
+        self.files = sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(
             os.path.join(root, "**", f"*.{ext}"), recursive=True))
 
     def __len__(self):
@@ -179,7 +180,9 @@ class ConvELU(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.conv, self.elu, self.residual = nn.Conv2d(cin, cout, 3, stride, 1), nn.ELU(), cin == cout and stride == 1
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.elu = nn.ELU()
+        self.residual = cin == cout and stride == 1  # between same-sized layers only
         self.register_buffer("carry", torch.zeros(()), persistent=False)  # a function of the iteration: not saved
 
     def forward(self, x):
@@ -270,15 +273,25 @@ class StallDecay:
     earlier window mean (summed on the device: one host sync per window). Checkpoints hold vars(self)."""
 
     def __init__(self, lr: float, window: int, margin: float):
-        self.lr, self.window, self.margin, self.best, self.total, self.count = lr, window, margin, math.inf, 0.0, 0
+        self.lr = lr
+        self.window = window
+        self.margin = margin
+        self.best = math.inf  # the lowest window mean so far
+        self.total = 0.0  # M_global summed over the current window (a device tensor once summed)
+        self.count = 0
 
     def step(self, m_global) -> bool:  # True when the lr was just halved
-        self.total, self.count = self.total + m_global, self.count + 1
+        self.total = self.total + m_global
+        self.count += 1
         if self.count < self.window or not self.window:
             return False
-        mean, self.total, self.count = float(self.total) / self.count, 0.0, 0
+        mean = float(self.total) / self.count
+        self.total = 0.0
+        self.count = 0
         stalled = not mean < self.best * (1 - self.margin)
-        self.best, self.lr = min(self.best, mean), self.lr / 2 if stalled else self.lr
+        self.best = min(self.best, mean)
+        if stalled:
+            self.lr /= 2
         return stalled
 
     def state_dict(self) -> dict:
@@ -519,8 +532,13 @@ class Run:
     """One run's plumbing. After --resume, run.args holds the checkpoint's model args."""
 
     def __init__(self, args):
-        self.world, self.rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-        self.ckpt, self.iteration, self.step, self.seconds, self.stop_signal = None, 0, 0, 0.0, None
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))  # processes (torchrun's; 1 for `python script.py`)
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.ckpt = None  # the checkpoint read on --resume
+        self.iteration = 0  # generator updates done
+        self.step = 0  # minibatches consumed (of the first stream)
+        self.seconds = 0.0  # training seconds of the processes before this one (a resumed run)
+        self.stop_signal = None  # SIGINT or SIGTERM once received
         if args.resume:
             try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
                 self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
@@ -536,7 +554,10 @@ class Run:
             if notes and self.rank == 0:
                 print("--resume: args from the checkpoint unless typed: " + ", ".join(notes))
             args = dataclasses.replace(args, **taken)
-        self.args, self.streams, self.state, self.per_rank = args, [], {}, {}
+        self.args = args
+        self.streams = []  # the batch generators of run.batches, closed by run.close
+        self.state = {}  # what checkpoints hold (run.restore names it)
+        self.per_rank = {}  # each rank's own part of them
         random.seed(args.seed + self.rank)  # each rank its own streams; DDP copies rank 0's initial weights
         np.random.seed(args.seed + self.rank)
         torch.manual_seed(args.seed + self.rank)
@@ -604,7 +625,10 @@ class Run:
     def open(self, dataset: str, grid, samples, artefact: str = "samples.npz", eval_size: int = 2000):
         """Run folder (a resumed run keeps its own), TensorBoard, W&B; grid() -> a float image for samples/*.png,
         samples(n, final) -> uint8 arrays for the eval files and the final artefact."""
-        self.grid, self.samples, self.artefact, self.eval_size = grid, samples, artefact, eval_size
+        self.grid = grid
+        self.samples = samples
+        self.artefact = artefact
+        self.eval_size = eval_size
         name = f"{dataset}__{self.args.exp_name}__{self.args.seed}__{int(time.time())}"
         self.dir = os.path.dirname(os.path.abspath(self.args.resume)) if self.args.resume else f"runs/{name}"
         self.ckpt_path = f"{self.dir}/checkpoint.pt"
@@ -642,8 +666,13 @@ class Run:
 
     def loop(self, total_iters: int, n_batches: int):
         """Generator updates iteration + 1 ... total_iters; after each: grid, eval file, checkpoint, stop."""
-        self.total, self.n_batches, self.eval_seconds = total_iters, n_batches, 0.0
-        self.start_time, self.start_iter, self.start_step, self.stop = time.time(), self.iteration, self.step, None
+        self.total = total_iters
+        self.n_batches = n_batches
+        self.eval_seconds = 0.0  # spent writing eval files: not training time
+        self.start_time = time.time()
+        self.start_iter = self.iteration
+        self.start_step = self.step
+        self.stop = None  # the stop signal as run.log read it this iteration (agreed on by the ranks)
         if self.rank == 0:
             print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
                   f"-> {total_iters}", flush=True)
