@@ -336,7 +336,8 @@ def generator_loss(fake_pred: torch.Tensor) -> torch.Tensor:
 
 def discriminator_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
     """0.5 [(D(y) - 1)^2 + D(G(x))^2]: real towards 1, fake towards 0, halved to slow D relative to G (Section 4)."""
-    real, fake = F.mse_loss(real_pred, torch.ones_like(real_pred)), F.mse_loss(fake_pred, torch.zeros_like(fake_pred))
+    real = F.mse_loss(real_pred, torch.ones_like(real_pred))
+    fake = F.mse_loss(fake_pred, torch.zeros_like(fake_pred))
     return 0.5 * (real + fake)
 
 
@@ -447,10 +448,13 @@ def train(args: Args):
         # (1) Update G and F: minimise Eq. 3 = LSGAN terms + lambda * cycle (Eq. 2) + lambda * lambda_idt * identity
         d_nets.requires_grad_(False)
         fake_b, fake_a, rec_a, rec_b, idt_a, idt_b = g_train(real_a, real_b)
-        g_gan_a = g_gan_b = d_loss_a = d_loss_b = real_a.new_zeros(())  # --objective cycle-alone: no D, logged as 0
         if gan:
-            g_gan_a, g_gan_b = generator_loss(d_a(fake_a)), generator_loss(d_b(fake_b))  # (D_A(F(b)) - 1)^2, ...
-        cycle_loss_a, cycle_loss_b = cycle_loss(rec_a, real_a, lam_a), cycle_loss(rec_b, real_b, lam_b)  # F(G(a)), ...
+            g_gan_a = generator_loss(d_a(fake_a))  # (D_A(F(b)) - 1)^2
+            g_gan_b = generator_loss(d_b(fake_b))  # (D_B(G(a)) - 1)^2
+        else:  # --objective cycle-alone: no D; its terms are logged as 0
+            g_gan_a = g_gan_b = real_a.new_zeros(())
+        cycle_loss_a = cycle_loss(rec_a, real_a, lam_a)  # lambda ||F(G(a)) - a||_1
+        cycle_loss_b = cycle_loss(rec_b, real_b, lam_b)  # lambda ||G(F(b)) - b||_1
         identity_loss_a = identity_loss(idt_a, real_a, args.lambda_cycle, lam_idt)  # lambda lambda_idt ||F(a) - a||_1
         identity_loss_b = identity_loss(idt_b, real_b, args.lambda_cycle, lam_idt)  # lambda lambda_idt ||G(b) - b||_1
         g_loss = g_gan_a + g_gan_b + cycle_loss_a + cycle_loss_b + identity_loss_a + identity_loss_b
@@ -465,12 +469,15 @@ def train(args: Args):
             n = len(real_a)
             out_a = d_train_a(torch.cat([real_a, image_pool(pool_a, fake_a, args.pool_size)]))  # reals, pooled fakes
             out_b = d_train_b(torch.cat([real_b, image_pool(pool_b, fake_b, args.pool_size)]))
-            d_loss_a, d_loss_b = discriminator_loss(out_a[:n], out_a[n:]), discriminator_loss(out_b[:n], out_b[n:])
+            d_loss_a = discriminator_loss(out_a[:n], out_a[n:])
+            d_loss_b = discriminator_loss(out_b[:n], out_b[n:])
             optimizer_d.zero_grad(set_to_none=True)
             (d_loss_a + d_loss_b).backward()  # D_A and D_B share no weights: one backward, one optimiser
             optimizer_d.step()
             charts = {"charts/d_real": torch.cat([out_a[:n], out_b[:n]]).mean(),
                       "charts/d_fake": torch.cat([out_a[n:], out_b[n:]]).mean()}
+        else:  # no D step: D's losses are logged as 0
+            d_loss_a = d_loss_b = real_a.new_zeros(())
 
         terms = {"g_gan": (g_gan_a, g_gan_b), "cycle_loss": (cycle_loss_a, cycle_loss_b),
                  "identity_loss": (identity_loss_a, identity_loss_b), "d_loss": (d_loss_a, d_loss_b)}

@@ -108,7 +108,9 @@ class Args:
 
 def with_lr(args: Args) -> Args:
     """args with --lr set: when not given, the default of --optimizer (sgd: the official code's 0.1; adam: 2e-4)."""
-    return args if args.lr is not None else dataclasses.replace(args, lr=0.1 if args.optimizer == "sgd" else 2e-4)
+    if args.lr is not None:
+        return args
+    return dataclasses.replace(args, lr=0.1 if args.optimizer == "sgd" else 2e-4)
 
 
 def check_args(args: Args):
@@ -307,7 +309,10 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
     created = [] if os.path.isdir(data_dir) else [data_dir]
     before = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else set()
     try:
-        split = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+        if name == "svhn":
+            split = {"split": "train" if train else "test"}
+        else:
+            split = {"train": train}
         ds = cls(data_dir, download=download, **split)
     except (RuntimeError, OSError, ImportError) as e:
         if os.path.isdir(data_dir):

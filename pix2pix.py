@@ -249,13 +249,21 @@ class UnetBlock(nn.Module):
     def __init__(self, outer_nc: int, inner_nc: int, in_nc: Optional[int] = None, submodule=None,
                  outermost: bool = False, dropout: bool = False, skip: bool = True):
         super().__init__()
-        innermost, self.skip = submodule is None, skip and not outermost
+        innermost = submodule is None
+        self.skip = skip and not outermost
         down = [nn.Conv2d(in_nc or outer_nc, inner_nc, 4, 2, 1, bias=False)]  # bias off before BN (official)
         if not outermost:
-            down = [nn.LeakyReLU(0.2), *down] + ([] if innermost else [nn.BatchNorm2d(inner_nc)])
+            down.insert(0, nn.LeakyReLU(0.2))
+        if not outermost and not innermost:
+            down.append(nn.BatchNorm2d(inner_nc))
         up_in = 2 * inner_nc if skip and not innermost else inner_nc  # the inner level's output and its skip
         up = [nn.ReLU(), nn.ConvTranspose2d(up_in, outer_nc, 4, 2, 1, bias=outermost)]
-        up += [nn.Tanh()] if outermost else [nn.BatchNorm2d(outer_nc)] + ([nn.Dropout(0.5)] if dropout else [])
+        if outermost:
+            up.append(nn.Tanh())
+        else:
+            up.append(nn.BatchNorm2d(outer_nc))
+            if dropout:
+                up.append(nn.Dropout(0.5))
         self.down = nn.Sequential(*down)
         self.inner = submodule or nn.Identity()
         self.up = nn.Sequential(*up)

@@ -317,7 +317,10 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
     created = [] if os.path.isdir(data_dir) else [data_dir]
     before = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else set()
     try:
-        split = {"split": "train" if train else "test"} if name == "svhn" else {"train": train}
+        if name == "svhn":
+            split = {"split": "train" if train else "test"}
+        else:
+            split = {"train": train}
         ds = cls(data_dir, download=download, **split)
     except (RuntimeError, OSError, ImportError) as e:
         if os.path.isdir(data_dir):
