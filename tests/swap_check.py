@@ -72,8 +72,10 @@ SWAPS = {
     'cyclegan': [
         ('torch.cat([real_a, image_pool(pool_a, fake_a, args.pool_size)])',
          'torch.cat([image_pool(pool_a, fake_a, args.pool_size), real_a])'),
-        ('discriminator_loss(out_a[:n], out_a[n:]), discriminator_loss(out_b[:n], out_b[n:])',
-         'discriminator_loss(out_a[n:], out_a[:n]), discriminator_loss(out_b[n:], out_b[:n])'),
+        ('d_loss_a = discriminator_loss(out_a[:n], out_a[n:])\n'
+         '            d_loss_b = discriminator_loss(out_b[:n], out_b[n:])',
+         'd_loss_a = discriminator_loss(out_a[n:], out_a[:n])\n'
+         '            d_loss_b = discriminator_loss(out_b[n:], out_b[:n])'),
     ],
 }
 
