@@ -4,7 +4,7 @@
 Paper-to-code map
 - Eq. 1 with the least-squares loss (Section 4) ... `generator_loss` (target 1), `discriminator_loss` (1 / 0, halved)
 - Eq. 2, cycle consistency (L1) .................. `cycle_loss`, weight lambda (`--lambda-cycle` 10)
-- Section 5.2, identity mapping loss .............. `identity_loss`, weight lambda * 0.5 (`--lambda-identity`)
+- Section 5.2, identity mapping loss .............. `identity_loss`, lambda * `--lambda-identity` (painting: 0.5)
 - Section 5.1.4, Tables 4-5, loss ablation ........ `--objective`, `OBJECTIVES` (terms of Eq. 3 kept; no identity)
 - Eq. 3, full objective ........................... `g_loss` in step (1) of the loop; D_A, D_B in step (2)
 - Section 4, history of 50 generated images ....... `image_pool` (official util/image_pool.py), `ImagePool` (per rank)
@@ -106,8 +106,9 @@ class Args:
     """residual blocks of the generators (0 = 9 at --img-size >= 256, 6 below; Appendix 7.2)"""
     lambda_cycle: float = 10.0
     """lambda, weight of the cycle-consistency loss (Eq. 3, Section 4)"""
-    lambda_identity: float = 0.5
-    """identity loss weight as a fraction of lambda (Section 5.2; official --lambda_identity 0.5; 0 = off)"""
+    lambda_identity: float = 0.0
+    """identity loss weight as a fraction of lambda: 0 = off, as the paper's label <-> photo runs and the Lua code;
+    0.5 for painting <-> photo (Section 5.2), the PyTorch port's default"""
     objective: Literal["cyclegan", "cycle-alone", "gan-alone", "gan+forward", "gan+backward"] = "cyclegan"
     """Tables 4-5 (Section 5.1.4) ablation: Eq. 3, or only some terms (forward: F(G(a)) ~ a); variants: no identity"""
     pool_size: int = 50

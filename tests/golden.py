@@ -33,7 +33,8 @@ CONFIGS = {
     "wgan_gp": ("mnist", ["--dim", 4, "--latent-dim", 8, "--batch-size", 8]),
     "began": ("mnist", ["--num-filters", 4, "--h-dim", 8, "--batch-size", 8]),
     "pix2pix": ("ab", ["--dataset", "folder", "--img-size", 32, "--ngf", 4, "--ndf", 4]),
-    "cyclegan": ("unaligned", ["--img-size", 32, "--ngf", 4, "--ndf", 4, "--n-blocks", 1, "--pool-size", 2]),
+    "cyclegan": ("unaligned", ["--img-size", 32, "--ngf", 4, "--ndf", 4, "--n-blocks", 1, "--pool-size", 2,
+                               "--lambda-identity", 0.5]),  # pinned with the identity loss on (the default is off)
 }
 # The test runs the first n iterations of the pinned run (same data, seed and flags, --max-iters n): no script uses
 # --max-iters before its last iteration (only to stop there, and write a checkpoint and the final samples), so every

@@ -273,6 +273,8 @@ def test_smoke_run(tmp_path, data_root):
                 *(f"losses/{k}_{d}" for k in ("g_gan", "cycle_loss", "identity_loss", "d_loss") for d in "ab")]:
         assert tag in tags["scalars"], tag
     assert "samples" in tags["images"] and "hyperparameters/text_summary" in tags["tensors"]
+    identity = [v for _, v in read_scalars(run)["losses/identity_loss"]]
+    assert identity == [0.0] * len(identity)  # off by default: the paper's labels <-> photos setting (Section 5.2)
     assert out.startswith(f"cyclegan.py: cpu, run folder runs/{run.name}, iterations 0 -> 3")
     assert "iter 3/3" in out and "ETA" in out and "writing the final sample grid" in out
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["0000002.png", "0000003.png"]
