@@ -179,7 +179,7 @@ FAKE_FCN = {
     "pix2pix.netd-pixel": (0.05, 0.06), "pix2pix.n-layers-d-1": (0.45, 0.46), "pix2pix.n-layers-d-5": (0.15, 0.16),
     "cyclegan.objective-cycle-alone": (0.10, 0.11), "cyclegan.objective-gan-alone": (0.40, 0.41),
     "cyclegan.objective-gan+forward": (0.20, 0.21), "cyclegan.objective-gan+backward": (0.60, 0.61),
-    "cyclegan.lambda-identity-0.0": (0.50, 0.51),
+    "cyclegan.default": (0.50, 0.51),
 }
 
 
