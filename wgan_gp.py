@@ -490,7 +490,8 @@ class Run:
         self.iteration = 0  # generator updates done
         self.step = 0  # minibatches consumed (of the first stream)
         self.seconds = 0.0  # training seconds of the processes before this one (a resumed run)
-        self.stop_signal = None  # SIGINT or SIGTERM once received
+        self.stop_signal = None  # SIGINT or SIGTERM once received in the training loop
+        self.in_loop = False  # outside it (reading data, --eval-only, the final samples) a stop signal ends the run
         if args.resume:
             try:  # onto the CPU whatever device wrote it (RNG states must stay CPU tensors)
                 self.ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
@@ -530,6 +531,11 @@ class Run:
         signal.signal(signal.SIGTERM, self.on_stop_signal)  # write a checkpoint, exit 128 + signal
 
     def on_stop_signal(self, signum, frame):
+        """In the training loop: finish the iteration, write a checkpoint, exit (run.loop). Outside it nothing new is
+        to be saved, and a read that never returns (a stalled file system) must not keep the process alive: end now."""
+        if not self.in_loop:
+            print(f"stopped by {signal.Signals(signum).name} outside the training loop", file=sys.stderr)
+            sys.exit(128 + signum)
         self.stop_signal = signum
 
     def rank0_first(self, fn, *fn_args):
@@ -628,6 +634,7 @@ class Run:
         if self.rank == 0:
             print(f"{os.path.basename(__file__)}: {self.device}, run folder {self.dir}, iterations {self.iteration} "
                   f"-> {total_iters}", flush=True)
+        self.in_loop = True
         while self.iteration < total_iters and not self.args.eval_only:
             self.iteration += 1
             yield self.iteration
@@ -648,6 +655,7 @@ class Run:
                           file=sys.stderr)
                 self.close()
                 sys.exit(128 + self.stop)
+        self.in_loop = False
 
     def train_seconds(self, now: float) -> float:
         return self.seconds + now - self.start_time - self.eval_seconds

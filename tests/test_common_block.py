@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torchvision
 from common_block import IMAGE_SCRIPTS, SCRIPTS, block
-from helpers import ROOT, load_script, only_run_dir, start_forked, wait_for_log_line, write_mnist
+from helpers import ROOT, load_script, only_run_dir, run_inprocess, start_forked, wait_for_log_line, write_mnist
 
 dcgan = load_script("dcgan")
 
@@ -177,6 +177,35 @@ def test_abnormal_exit_while_streaming_ends_within_seconds(tmp_path):
     err = (cwd / "stderr").read_text()
     assert code == 1 and "non-finite loss" in err and len(err.strip().splitlines()) == 1, err[-2000:]
     assert time.time() - t0 < 60
+
+
+# ----------------------------------------------------------------------------- stop signals outside the loop
+def test_ctrl_c_outside_the_training_loop_ends_the_run_at_once(tmp_path):
+    """--eval-only (like reading the data and writing the final samples) has nothing new to checkpoint: Ctrl-C there
+    ends the run within seconds, one line, exit 130. The copies before noted the signal and read it only in the
+    training loop, so a Ctrl-C during a long --eval-only (or a stalled data read) was ignored to the end."""
+    data = write_mnist(tmp_path / "data")
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    flags = ["--data-dir", data, "--no-download", "--no-cuda", "--max-iters", 1, "--num-eval-samples", 0]
+    code, _, err = run_inprocess("gan", flags, cwd)  # gan at its full width: 200,000 samples take ~20 s here
+    assert code == 0, err
+    ckpt = only_run_dir(cwd) / "checkpoint.pt"
+    log = tmp_path / "eval"
+    proc = start_forked("gan", ["--resume", ckpt, "--eval-only", "--no-cuda", "--num-eval-samples", 200_000], cwd,
+                        log)
+    try:
+        wait_for_log_line(proc, log, "writing the final sample grid")
+        os.kill(proc.pid, signal.SIGINT)
+        t0 = time.time()
+        proc.join(timeout=60)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+    err = log.with_suffix(".err").read_text()
+    assert proc.exitcode == 130 and time.time() - t0 < 10, f"exit {proc.exitcode} after {time.time() - t0:.0f} s"
+    assert err.strip().splitlines() == ["stopped by SIGINT outside the training loop"], err[-2000:]
+    assert not (ckpt.parent / "samples.npz").exists()
 
 
 # ----------------------------------------------------------------------------- --track (W&B, offline)
