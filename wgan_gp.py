@@ -587,8 +587,10 @@ class Run:
         self.samples = samples
         self.artefact = artefact
         self.eval_size = eval_size
-        name = f"{dataset}__{self.args.exp_name}__{self.args.seed}__{int(time.time())}"
-        self.dir = os.path.dirname(os.path.abspath(self.args.resume)) if self.args.resume else f"runs/{name}"
+        if self.args.resume:
+            self.dir = os.path.dirname(os.path.abspath(self.args.resume))
+        else:
+            self.dir = self.new_folder(dataset)
         self.ckpt_path = f"{self.dir}/checkpoint.pt"
         if self.rank == 0:
             os.makedirs(f"{self.dir}/samples", exist_ok=True)
@@ -600,6 +602,20 @@ class Run:
             self.writer = SummaryWriter(self.dir)
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
                 f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items()))
+
+    def new_folder(self, dataset: str) -> str:
+        """runs/{dataset}__{exp_name}__{seed}__{unix time}, created by rank 0; the next free second when another run
+        holds it (a sweep can start runs of one name and seed at once: they must not share a checkpoint)."""
+        stamp = int(time.time())
+        while True:
+            path = f"runs/{dataset}__{self.args.exp_name}__{self.args.seed}__{stamp}"
+            if self.rank != 0:
+                return path
+            try:
+                os.makedirs(path)
+                return path
+            except FileExistsError:
+                stamp += 1
 
     def batches(self, data, batch_size: int, collate_fn=None, workers: int = 0, **order):
         """Endless uint8 minibatches on the device in index_batches' order from the resumed batch on: slices of a

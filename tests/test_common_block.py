@@ -18,7 +18,16 @@ import torch
 import torch.nn as nn
 import torchvision
 from common_block import IMAGE_SCRIPTS, SCRIPTS, block
-from helpers import ROOT, load_script, only_run_dir, run_inprocess, start_forked, wait_for_log_line, write_mnist
+from helpers import (
+    ROOT,
+    load_script,
+    only_run_dir,
+    run_dirs,
+    run_inprocess,
+    start_forked,
+    wait_for_log_line,
+    write_mnist,
+)
 
 dcgan = load_script("dcgan")
 
@@ -206,6 +215,26 @@ def test_ctrl_c_outside_the_training_loop_ends_the_run_at_once(tmp_path):
     assert proc.exitcode == 130 and time.time() - t0 < 10, f"exit {proc.exitcode} after {time.time() - t0:.0f} s"
     assert err.strip().splitlines() == ["stopped by SIGINT outside the training loop"], err[-2000:]
     assert not (ckpt.parent / "samples.npz").exists()
+
+
+# ----------------------------------------------------------------------------- run folders
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    """A sweep (a Slurm array, `for lr in ...; do python gan.py --lr $lr & done`) starts runs of one name and seed in
+    the same second: runs/{dataset}__{exp_name}__{seed}__{unix time} must not be shared, or one run's checkpoint and
+    events would overwrite the other's. Here every second's folder of the next minute is taken already."""
+    data = write_mnist(tmp_path / "data")
+    cwd = tmp_path / "work"
+    now = int(time.time())
+    taken = [cwd / "runs" / f"mnist__gan__1__{stamp}" for stamp in range(now - 1, now + 60)]
+    for path in taken:
+        path.mkdir(parents=True)
+    flags = ["--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
+             "--max-iters", 1, "--num-eval-samples", 0]
+    code, _, err = run_inprocess("gan", flags, cwd)
+    assert code == 0, err
+    new = [p for p in run_dirs(cwd) if p not in taken]
+    assert [p.name for p in new] == [f"mnist__gan__1__{now + 60}"] and (new[0] / "checkpoint.pt").exists()
+    assert not any(any(p.iterdir()) for p in taken)
 
 
 # ----------------------------------------------------------------------------- --track (W&B, offline)
