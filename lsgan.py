@@ -387,14 +387,21 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def save_atomic(obj, path: str):
-    """torch.save (np.savez for .npz) to a temporary file, fsync, rename, fsync the folder: never a truncated file."""
-    with open(path + ".tmp", "wb") as f:
-        if path.endswith(".npz"):
-            np.savez_compressed(f, **obj)
-        else:
-            torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    """torch.save (np.savez for .npz) to a temporary file, fsync, rename, fsync the folder: never a truncated file.
+    A write that fails (a full disk, a lost mount) ends the run in one line; the file it would replace is unchanged."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            if path.endswith(".npz"):
+                np.savez_compressed(f, **obj)
+            else:
+                torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError: the OSError in context
+        reason = e.__context__ if isinstance(e.__context__, OSError) else e
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        fail(f"cannot write {path} ({reason}); the file it would replace is unchanged", 1)
     os.replace(path + ".tmp", path)
     folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     os.fsync(folder)

@@ -28,6 +28,7 @@ from helpers import (
     wait_for_log_line,
     write_mnist,
 )
+from torch.utils.tensorboard import SummaryWriter
 
 dcgan = load_script("dcgan")
 
@@ -107,6 +108,46 @@ def test_save_atomic_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_
         load_script(name).save_atomic({"x": torch.ones(3)}, str(tmp_path / f"{name}.pt"))
         assert events == [("fsync", False), ("replace", None), ("fsync", True)], (name, events)
         assert torch.load(tmp_path / f"{name}.pt")["x"].sum() == 3 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_the_run_in_one_line_and_keeps_the_last_one(tmp_path, monkeypatch):
+    """A full disk at the second checkpoint: torch.save raises a RuntimeError with the OSError as its context (as it
+    does on a full tmpfs); the run ends with one line naming the file and the cause, exit 1, the partial temporary
+    file removed (it would hold the space a rerun needs) and the first checkpoint intact."""
+    real_save, calls = torch.save, []
+
+    def save_on_a_disk_that_fills(obj, f):
+        calls.append(1)
+        if len(calls) < 2:
+            return real_save(obj, f)
+        f.write(b"the first bytes")
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+    writers = []
+
+    class KeptWriter(SummaryWriter):  # in this process the run's writer outlives it: closed below, in its folder
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            writers.append(self)
+
+    monkeypatch.setattr(torch, "save", save_on_a_disk_that_fills)
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", KeptWriter)
+    monkeypatch.chdir(tmp_path)
+    data = write_mnist(tmp_path / "data")
+    flags = ["--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
+             "--max-iters", 3, "--checkpoint-interval", 1, "--num-eval-samples", 0]
+    code, _, err = run_inprocess("gan", flags, tmp_path)
+    for writer in writers:
+        writer.close()
+    run_dir = only_run_dir(tmp_path)
+    assert code == 1 and err.strip().splitlines() == [
+        f"gan.py: error: cannot write runs/{run_dir.name}/checkpoint.pt ([Errno 28] No space left on device); the "
+        "file it would replace is unchanged"], err
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["iteration"] == 1
+    assert not list(run_dir.glob("*.tmp"))
 
 
 # ----------------------------------------------------------------------------- faults 3 and 4: streaming workers
