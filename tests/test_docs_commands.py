@@ -56,3 +56,20 @@ def test_every_command_on_the_page_parses_and_passes_the_scripts_checks(page):
             if e.code:
                 bad.append(f"python {name}.py {' '.join(flags)}: {err.getvalue().strip()[-300:]}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_logged_tag_is_explained_on_the_scripts_page(name):
+    """Each literal losses/* and charts/* tag the script logs is in its page's "Explanation of the logged metrics",
+    and each tag that section explains is logged (CycleGAN builds its per-domain tags: its section is checked
+    against the names they are built from)."""
+    source = (ROOT / f"{name}.py").read_text()
+    page = (ROOT / "docs" / f"{name}.md").read_text()
+    section = page.split("## Explanation of the logged metrics")[1].split("\n## ")[0]
+    logged = set(re.findall(r'"((?:losses|charts)/\w+)"', source))
+    explained = set(re.findall(r"(?:losses|charts)/\w+", section))
+    assert logged <= explained, f"logged but not explained: {sorted(logged - explained)}"
+    built = set()
+    if name == "cyclegan":  # f"losses/{k}_{d}" for each term k and domain d, and f"losses/{k}" for their sums
+        built = {tag for tag in explained - logged if f'"{re.sub(r"_[ab]$", "", tag.split("/")[1])}"' in source}
+    assert explained - logged - built == set(), f"explained but never logged: {sorted(explained - logged - built)}"
