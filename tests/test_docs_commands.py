@@ -1,5 +1,6 @@
 """Every `python SCRIPT.py ...` command in README.md, docs/ and the experiment log parses and passes the script's own
-argument checks (a renamed or removed flag, a value out of range, a bad combination), without running anything."""
+argument checks (a renamed or removed flag, a value out of range, a bad combination), without running anything; and
+each docs page explains exactly the metrics its script logs."""
 import contextlib
 import functools
 import io
