@@ -73,7 +73,7 @@ CPU_LINES: dict[str, CpuLine] = {
                     "digit-like strokes, few recognisable, most malformed"),
     "wgan_gp": CpuLine(("--dim", "8", "--max-iters", "3000"),
                        "varied digit shapes, some recognisable, speckled and broken strokes"),
-    "began": CpuLine(("--num-filters", "16", "--max-iters", "1500"),
+    "began": CpuLine(("--num-filters", "32", "--max-iters", "1500"),
                      "blurry, thin digits, most of them like 1, 7 or 9"),
     "pix2pix": CpuLine(("--img-size", "128", "--max-iters", "400"),
                        "facades with windows and floors in the right places, blurry and grey"),
