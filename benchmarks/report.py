@@ -336,6 +336,16 @@ def machine_info(flops: dict, meta: dict) -> dict:
                 "peak_gflops", "peak_repeats", "peak_size", "theoretical_peak", "theoretical_peak_machine")}}
 
 
+def speed_sessions(alone: dict) -> str:
+    """When and at which commit each script's speed was measured (speed.json keeps earlier entries of scripts not
+    measured again), one group per commit and day."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, entry in alone.get("scripts", {}).items():
+        when = str(entry.get("measured", alone.get("measured", "?")))[:10]
+        groups.setdefault((str(entry.get("commit", alone.get("commit", "?"))), when), []).append(name)
+    return "; ".join(f"{', '.join(names)}: {when}, commit `{commit}`" for (commit, when), names in groups.items())
+
+
 def peak_note(m: dict) -> str:
     """How the theoretical peak was estimated, and what it means when the measured rate is above it."""
     theory, whole = m["theoretical_peak"], m.get("theoretical_peak_machine")
@@ -509,7 +519,7 @@ def render(doc: dict, out: Path, curves: pd.DataFrame) -> str:
         [[str(m["cpu"]), str(m["logical_cores"]), f"{m['workers']} × {m['threads_per_run']}", m["torch"],
           str(m["device"]), peak, f"{theory['gflops']:.1f} GFLOP/s" if theory else "unknown"]]), ""]
     L += [peak_note(m), ""] if theory else []
-    L += [f"Speed alone (`benchmarks/speed.py`, {alone.get('measured', '?')}, commit `{alone.get('commit', '?')}`): "
+    L += [f"Speed alone (`benchmarks/speed.py`; {speed_sessions(alone)}): "
           f"{alone.get('cpu', '?')}, {alone.get('cores', '?')} cores, {threads(alone)} per run, one run at a time, "
           f"torch {alone.get('torch', '?')}; load average before: {alone.get('load_before', '?')}."
           + "".join(f" Warning: {w}." for w in alone.get("warnings", [])), ""] if alone else []

@@ -264,3 +264,13 @@ def test_tables_count_finite_values_only():
     assert bench_report.fmt([2.0, 0.5, 2], ".1f") == "2.0 ± 0.5" and bench_report.fmt([2.0, 0.5, 1], ".1f") == "2.0"
     assert bench_report.fmt(None, ".1f") == "–"
     assert bench_report.md_table(["a", "bb"], [["1", "2"]]) == "| a | bb |\n| --- | --- |\n| 1 | 2 |"
+
+
+def test_speed_line_names_each_scripts_measurement_commit_and_day():
+    """speed.json keeps the entries of scripts not measured again: the report names each group's commit and day, not
+    only the newest measurement's."""
+    alone = {"commit": "new", "measured": "2026-12-08 02:51:04",
+             "scripts": {"gan": {"commit": "old", "measured": "2026-12-07 17:42:06"},
+                         "cgan": {"commit": "old", "measured": "2026-12-07 17:42:50"},
+                         "began": {"commit": "new", "measured": "2026-12-08 02:52:57"}}}
+    assert bench_report.speed_sessions(alone) == "gan, cgan: 2026-12-07, commit `old`; began: 2026-12-08, commit `new`"
