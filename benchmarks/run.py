@@ -74,8 +74,7 @@ CPU_LINES: dict[str, CpuLine] = {
     "wgan_gp": CpuLine(("--dim", "8", "--max-iters", "3000"),
                        "varied digit shapes, some recognisable, speckled and broken strokes"),
     "began": CpuLine(("--num-filters", "32", "--max-iters", "1500"),
-                     "blurry, varied digit shapes of all ten classes, some recognisable, many malformed (seed 3: "
-                     "thinner, more 1s)"),
+                     "blurry, varied digit shapes of all ten classes, some recognisable, many malformed"),
     "pix2pix": CpuLine(("--img-size", "128", "--max-iters", "400"),
                        "facades with windows and floors in the right places, blurry and grey"),
     "cyclegan": CpuLine(("--img-size", "64", "--dataset-mode", "unaligned", "--max-iters", "250"),
