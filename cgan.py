@@ -505,7 +505,7 @@ class Run:
 
     def on_stop_signal(self, signum, frame):
         """In the training loop: finish the iteration, write a checkpoint, exit (run.loop). Outside it nothing new is
-        to be saved, and a read that never returns (a stalled file system) must not keep the process alive: end now."""
+        to be saved, and a long data read or --eval-only must not ignore Ctrl-C until it ends: end now."""
         if not self.in_loop:
             print(f"stopped by {signal.Signals(signum).name} outside the training loop", file=sys.stderr)
             sys.exit(128 + signum)
