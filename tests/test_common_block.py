@@ -49,6 +49,12 @@ def test_common_block_comes_after_the_paper_and_before_main():
         assert text.rstrip().endswith('if __name__ == "__main__":\n    train(tyro.cli(Args))'), name
 
 
+def tiny_gan(data) -> list:
+    """gan.py at a tiny width on the tiny MNIST in `data`, no eval samples: the plumbing tests' run."""
+    return ["--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
+            "--num-eval-samples", 0]
+
+
 # ----------------------------------------------------------------------------- fault 1: optimiser state layout
 def test_optimiser_states_take_their_parameters_layout_and_fused_adam_steps():
     """A checkpoint written from a contiguous network (CPU run) loaded into a channels_last one (a GPU run): plain
@@ -137,8 +143,7 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_run_in_one_line_and_keeps_
     monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", KeptWriter)
     monkeypatch.chdir(tmp_path)
     data = write_mnist(tmp_path / "data")
-    flags = ["--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
-             "--max-iters", 3, "--checkpoint-interval", 1, "--num-eval-samples", 0]
+    flags = [*tiny_gan(data), "--max-iters", 3, "--checkpoint-interval", 1]
     code, _, err = run_inprocess("gan", flags, tmp_path)
     for writer in writers:
         writer.close()
@@ -269,8 +274,7 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
     taken = [cwd / "runs" / f"mnist__gan__1__{stamp}" for stamp in range(now - 1, now + 60)]
     for path in taken:
         path.mkdir(parents=True)
-    flags = ["--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
-             "--max-iters", 1, "--num-eval-samples", 0]
+    flags = [*tiny_gan(data), "--max-iters", 1]
     code, _, err = run_inprocess("gan", flags, cwd)
     assert code == 0, err
     new = [p for p in run_dirs(cwd) if p not in taken]
@@ -283,8 +287,7 @@ def test_track_writes_an_offline_wandb_run(tmp_path):
     pytest.importorskip("wandb")
     data = write_mnist(tmp_path / "data")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    flags = ["--track", "--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
-             "--batch-size", 16, "--max-iters", 2, "--num-eval-samples", 0]
+    flags = ["--track", *tiny_gan(data), "--batch-size", 16, "--max-iters", 2]
     proc = subprocess.run([sys.executable, str(ROOT / "gan.py"), *map(str, flags)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
