@@ -131,43 +131,13 @@ def check_args(args: Args):
         fail(f"--lr-decay-margin must lie in [0, 1) (got {args.lr_decay_margin})")
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear with antialiasing, once on load, in chunks."""
-    if images.shape[-2:] == (size, size):
-        return images
-    return torch.cat([F.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True)
-                      .round_().clamp_(0, 255).to(torch.uint8) for c in images.split(5000)])
-
-
-class ImageFolder(torch.utils.data.Dataset):
-    """Every .png/.jpg under `root`, decoded one at a time, centre-cropped to a square and resized: uint8 (3, S, S)."""
-    def __init__(self, root: str, size: int):
-        self.size = size
-        self.files = sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(
-            os.path.join(root, "**", f"*.{ext}"), recursive=True))
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        image = torchvision.io.decode_image(self.files[i], mode=torchvision.io.ImageReadMode.RGB)
-        return resize(torchvision.transforms.functional.center_crop(image, min(image.shape[-2:]))[None], self.size)[0]
-
-
 def load_images(args: Args, device):
-    """uint8 (N, C, S, S) on `device`, resized once (MNIST: 28 -> 32), or an ImageFolder above the memory limit.
-    mnist, fashion-mnist, cifar10 and svhn (its train split) come from the image-data block below."""
+    """uint8 (N, C, S, S) on `device`, resized once (MNIST: 28 -> 32); a folder above --in-memory-limit-mb: its
+    FolderImages, streamed. Both readers (and cifar10, svhn's train split) are in the image-data block below."""
     if args.dataset == "folder":
-        folder = ImageFolder(args.data_dir, args.img_size)
-        if not len(folder):
-            fail(f"--dataset folder: no .png/.jpg images under {args.data_dir}; pass --data-dir pointing at them", 1)
-        if len(folder) * 3 * args.img_size ** 2 > args.in_memory_limit_mb * 2 ** 20:
-            return folder
-        images = torch.empty(len(folder), 3, args.img_size, args.img_size, dtype=torch.uint8)
-        for i in range(len(folder)):  # one image at a time: host memory holds the resized set only
-            images[i] = folder[i]
-        return images.to(device)
-    return resize(torchvision_images(args.dataset, args.data_dir, args.download)[0], args.img_size).to(device)
+        images = folder_images(args.data_dir, args.img_size, args.in_memory_limit_mb)
+        return images.to(device) if isinstance(images, torch.Tensor) else images
+    return resize_images(torchvision_images(args.dataset, args.data_dir, args.download)[0], args.img_size).to(device)
 
 
 def sample_noise(n: int, dim: int, device, generator=None) -> torch.Tensor:
@@ -306,7 +276,7 @@ def train(args: Args):
     run = Run(args)  # the common block below: seeding, device, and on --resume the checkpoint's model args
     args, device = run.args, run.device
 
-    # Data (none for --eval-only): uint8 (N, C, S, S) on the device (no host copy kept), or a streamed ImageFolder
+    # Data (none for --eval-only): uint8 (N, C, S, S) on the device (no host copy kept), or a streamed FolderImages
     channels = 1 if args.dataset in ("mnist", "fashion-mnist") else 3
     data, n_batches = None, 1
     if not args.eval_only:
@@ -429,6 +399,47 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
         images = images.permute(0, 3, 1, 2)
     labels = ds.labels if name == "svhn" else ds.targets
     return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size): antialiased bilinear, rounded, in chunks; once, on load."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return torch.cat([F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
+                      .round_().clamp_(0, 255).to(torch.uint8) for chunk in images.split(5000)])
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """--dataset folder: every .jpg/.jpeg/.png under `root` (any tree: class subfolders or none), decoded,
+    centre-cropped to a square and resized: uint8 (3, size, size). Read by index, so a large set can stream."""
+
+    def __init__(self, root: str, size: int):
+        self.size = size
+        self.paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                            if p.lower().endswith((".jpg", ".jpeg", ".png")))
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = torchvision.io.decode_image(self.paths[i], mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W)
+        side = min(image.shape[-2:])
+        top = (image.shape[-2] - side) // 2
+        left = (image.shape[-1] - side) // 2
+        return resize_images(image[None, :, top:top + side, left:left + side], self.size)[0]
+
+
+def folder_images(root: str, size: int, in_memory_limit_mb: int):
+    """The folder as one uint8 tensor (N, 3, size, size), filled one image at a time, when it fits
+    --in-memory-limit-mb; above it the FolderImages themselves, streamed by run.batches (collate_fn=torch.stack)."""
+    folder = FolderImages(root, size)
+    if len(folder) == 0:
+        fail(f"--dataset folder: no .jpg/.png images under {root}; pass --data-dir pointing at them", 1)
+    if len(folder) * 3 * size ** 2 > in_memory_limit_mb * 2 ** 20:
+        return folder
+    images = torch.empty(len(folder), 3, size, size, dtype=torch.uint8)
+    for i in range(len(folder)):
+        images[i] = folder[i]
+    return images
 # ============================================= end of image-data block =============================================
 
 

@@ -13,6 +13,7 @@ Paper-to-code map
 import atexit
 import dataclasses
 import datetime
+import glob
 import hashlib
 import itertools
 import os
@@ -30,7 +31,6 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
-import torchvision.transforms as T
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
@@ -86,7 +86,9 @@ class Args:
 
     # Algorithm specific arguments
     dataset: Literal["mnist", "fashion-mnist", "cifar10", "svhn", "folder"] = "mnist"
-    """the training set (folder: an ImageFolder tree at --data-dir, e.g. CelebA)"""
+    """the training set (folder: every .jpg/.png under --data-dir, e.g. CelebA, centre-cropped to a square)"""
+    in_memory_limit_mb: int = 2048
+    """folder: decoded uint8 size (MB) up to which the images are held on the device; larger sets stream from disk"""
     img_size: int = 32
     """side of the square images, 32 or 64 (the network depth follows it; MNIST is resized 28 -> 32)"""
     latent_dim: int = 100
@@ -104,40 +106,23 @@ class Args:
     spectral_norm: bool = False
     """if toggled, wrap D's convolutions in spectral normalisation (Miyato et al. 2018; not in the paper)"""
     workers: int = 2
-    """DataLoader worker processes that decode --dataset folder images (0 = in the main process)"""
+    """folder, streamed: DataLoader worker processes that decode the images (0 = in the main process)"""
 
 
 def check_args(args: Args):
-    check_common(args, positive=["latent_dim", "ngf", "ndf"], non_negative=["workers"])
+    check_common(args, positive=["latent_dim", "ngf", "ndf"], non_negative=["workers", "in_memory_limit_mb"])
     if args.img_size not in (32, 64):
         fail(f"--img-size must be 32 or 64 (got {args.img_size})")
     if not 0 < args.label_smoothing <= 1:
         fail(f"--label-smoothing must lie in (0, 1] (got {args.label_smoothing})")
 
 
-def load_images(args: Args) -> torch.Tensor:
-    """The whole training set as one uint8 tensor (N, C, img_size, img_size), resized once (antialiased bilinear)
-    when its side differs from --img-size."""
-    data = torchvision_images(args.dataset, args.data_dir, args.download)[0]
-    if data.shape[-1] != args.img_size:
-        data = torch.cat([F.interpolate(chunk.float(), size=args.img_size, mode="bilinear", antialias=True)
-                          .round_().clamp_(0, 255).to(torch.uint8) for chunk in data.split(10000)])
-    return data.contiguous()
-
-
-def load_folder(args: Args) -> torchvision.datasets.ImageFolder:
-    """--dataset folder: an ImageFolder tree; images are decoded and resized when a batch needs them (flat memory)."""
-    tf = T.Compose([T.Resize(args.img_size), T.CenterCrop(args.img_size), T.PILToTensor()])  # uint8 (3, S, S)
-    try:
-        return torchvision.datasets.ImageFolder(args.data_dir, transform=tf)
-    except (FileNotFoundError, OSError) as e:
-        fail(f"folder not found or holds no images: expected class subfolders of images in {args.data_dir} "
-             f"({type(e).__name__}); pass --data-dir pointing at an ImageFolder tree", 1)
-
-
-def stack_images(items: list) -> torch.Tensor:
-    """A streamed batch: ImageFolder's (image, class) items -> uint8 (B, 3, S, S); runs in the loader's workers."""
-    return torch.stack([image for image, _ in items])
+def load_images(args: Args):
+    """The training set as one uint8 tensor (N, C, S, S), resized once to --img-size (antialiased bilinear), or a
+    folder above --in-memory-limit-mb as FolderImages, to stream; both readers are in the image-data block below."""
+    if args.dataset == "folder":
+        return folder_images(args.data_dir, args.img_size, args.in_memory_limit_mb)
+    return resize_images(torchvision_images(args.dataset, args.data_dir, args.download)[0], args.img_size)
 
 
 def sample_noise(n: int, dim: int, kind: str, device, generator=None) -> torch.Tensor:
@@ -234,11 +219,12 @@ def train(args: Args):
     args, device = run.args, run.device
     memory_format = torch.channels_last  # faster on CUDA, and measured faster on the CPU too
 
-    # Data (none for --eval-only): small sets on the device as one uint8 tensor, image folders streamed by DataLoader
+    # Data (none for --eval-only): small sets on the device as one uint8 tensor, large folders streamed by DataLoader
     channels = 1 if args.dataset in ("mnist", "fashion-mnist") else 3
     data, n_batches = None, 1
     if not args.eval_only:
-        data = load_folder(args) if args.dataset == "folder" else load_images(args).to(device)  # (N, C, S, S) uint8
+        data = load_images(args)  # (N, C, S, S) uint8, or FolderImages to stream
+        data = data.to(device) if isinstance(data, torch.Tensor) else data
         n_batches = len(data) // args.batch_size  # per epoch; the last incomplete batch is dropped
         if n_batches < 1:
             fail(f"--batch-size {args.batch_size} exceeds the {len(data)} training images")
@@ -268,7 +254,7 @@ def train(args: Args):
         return {"images": generate_uint8(generator, n, args, device, gen)}
 
     run.open(args.dataset, grid, samples)
-    batches = run.batches(data, args.batch_size, stack_images, args.workers)
+    batches = run.batches(data, args.batch_size, torch.stack, args.workers)
 
     # ALGO LOGIC: one D and one G Adam step per minibatch (Goodfellow et al. 2014, Algorithm 1, k = 1). Deviation:
     # the official loop gives each minibatch ONE update, `if n_updates % (k+1) == 0` G else D (docs item 7)
@@ -326,6 +312,47 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
         images = images.permute(0, 3, 1, 2)
     labels = ds.labels if name == "svhn" else ds.targets
     return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size): antialiased bilinear, rounded, in chunks; once, on load."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return torch.cat([F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
+                      .round_().clamp_(0, 255).to(torch.uint8) for chunk in images.split(5000)])
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """--dataset folder: every .jpg/.jpeg/.png under `root` (any tree: class subfolders or none), decoded,
+    centre-cropped to a square and resized: uint8 (3, size, size). Read by index, so a large set can stream."""
+
+    def __init__(self, root: str, size: int):
+        self.size = size
+        self.paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                            if p.lower().endswith((".jpg", ".jpeg", ".png")))
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = torchvision.io.decode_image(self.paths[i], mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W)
+        side = min(image.shape[-2:])
+        top = (image.shape[-2] - side) // 2
+        left = (image.shape[-1] - side) // 2
+        return resize_images(image[None, :, top:top + side, left:left + side], self.size)[0]
+
+
+def folder_images(root: str, size: int, in_memory_limit_mb: int):
+    """The folder as one uint8 tensor (N, 3, size, size), filled one image at a time, when it fits
+    --in-memory-limit-mb; above it the FolderImages themselves, streamed by run.batches (collate_fn=torch.stack)."""
+    folder = FolderImages(root, size)
+    if len(folder) == 0:
+        fail(f"--dataset folder: no .jpg/.png images under {root}; pass --data-dir pointing at them", 1)
+    if len(folder) * 3 * size ** 2 > in_memory_limit_mb * 2 ** 20:
+        return folder
+    images = torch.empty(len(folder), 3, size, size, dtype=torch.uint8)
+    for i in range(len(folder)):
+        images[i] = folder[i]
+    return images
 # ============================================= end of image-data block =============================================
 
 

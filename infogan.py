@@ -18,6 +18,7 @@ Paper-to-code map
 import atexit
 import dataclasses
 import datetime
+import glob
 import hashlib
 import itertools
 import math
@@ -396,6 +397,47 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
         images = images.permute(0, 3, 1, 2)
     labels = ds.labels if name == "svhn" else ds.targets
     return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size): antialiased bilinear, rounded, in chunks; once, on load."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return torch.cat([F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
+                      .round_().clamp_(0, 255).to(torch.uint8) for chunk in images.split(5000)])
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """--dataset folder: every .jpg/.jpeg/.png under `root` (any tree: class subfolders or none), decoded,
+    centre-cropped to a square and resized: uint8 (3, size, size). Read by index, so a large set can stream."""
+
+    def __init__(self, root: str, size: int):
+        self.size = size
+        self.paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                            if p.lower().endswith((".jpg", ".jpeg", ".png")))
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = torchvision.io.decode_image(self.paths[i], mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W)
+        side = min(image.shape[-2:])
+        top = (image.shape[-2] - side) // 2
+        left = (image.shape[-1] - side) // 2
+        return resize_images(image[None, :, top:top + side, left:left + side], self.size)[0]
+
+
+def folder_images(root: str, size: int, in_memory_limit_mb: int):
+    """The folder as one uint8 tensor (N, 3, size, size), filled one image at a time, when it fits
+    --in-memory-limit-mb; above it the FolderImages themselves, streamed by run.batches (collate_fn=torch.stack)."""
+    folder = FolderImages(root, size)
+    if len(folder) == 0:
+        fail(f"--dataset folder: no .jpg/.png images under {root}; pass --data-dir pointing at them", 1)
+    if len(folder) * 3 * size ** 2 > in_memory_limit_mb * 2 ** 20:
+        return folder
+    images = torch.empty(len(folder), 3, size, size, dtype=torch.uint8)
+    for i in range(len(folder)):
+        images[i] = folder[i]
+    return images
 # ============================================= end of image-data block =============================================
 
 

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 import torchvision.transforms.v2.functional as TF
 import tyro
-from torch.utils.data import Dataset
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -117,35 +117,11 @@ def check_args(args: Args):
         fail(f"--clip-value must be > 0 (got {args.clip_value})")
 
 
-class FolderImages(Dataset):
-    """Every .jpg/.png under `folder` (recursive), each decoded, its shorter side resized to `size` and center-cropped
-    on its own: uint8 (3, size, size). Read by index, so a set larger than memory can stream from disk."""
-
-    def __init__(self, folder: str, size: int):
-        self.size = size
-        self.paths = sorted(p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
-                            if p.lower().endswith((".jpg", ".jpeg", ".png")))
-        if not self.paths:
-            fail(f"folder: no .jpg/.png images under {folder}; pass --data-dir pointing at them", 1)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        im = torchvision.io.decode_image(self.paths[i], mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W) uint8
-        return TF.center_crop(TF.resize(im, self.size, antialias=True), self.size)  # official: Scale, CenterCrop
-
-
 def load_images(args: Args):
-    """The training set as uint8 (N, C, img_size, img_size), or a folder above --in-memory-limit-mb to stream."""
+    """The training set as uint8 (N, C, img_size, img_size), or a folder above --in-memory-limit-mb to stream
+    (folder_images, image-data block: the official code's Scale + CenterCrop region)."""
     if args.dataset == "folder":
-        folder = FolderImages(args.data_dir, args.img_size)
-        if len(folder) * 3 * args.img_size ** 2 > args.in_memory_limit_mb * 2 ** 20:
-            return folder
-        data = torch.empty(len(folder), 3, args.img_size, args.img_size, dtype=torch.uint8)
-        for i in range(len(folder)):  # one image at a time into the preallocated tensor
-            data[i] = folder[i]
-        return data
+        return folder_images(args.data_dir, args.img_size, args.in_memory_limit_mb)
     data = torchvision_images(args.dataset, args.data_dir, args.download)[0]  # (N, C, H, W)
     return TF.resize(data, [args.img_size] * 2, antialias=True)  # bilinear on uint8, once on load
 
@@ -340,6 +316,47 @@ def torchvision_images(name: str, data_dir: str, download: bool, train: bool = T
         images = images.permute(0, 3, 1, 2)
     labels = ds.labels if name == "svhn" else ds.targets
     return images.contiguous(), torch.as_tensor(labels, dtype=torch.long)
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size): antialiased bilinear, rounded, in chunks; once, on load."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return torch.cat([F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
+                      .round_().clamp_(0, 255).to(torch.uint8) for chunk in images.split(5000)])
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """--dataset folder: every .jpg/.jpeg/.png under `root` (any tree: class subfolders or none), decoded,
+    centre-cropped to a square and resized: uint8 (3, size, size). Read by index, so a large set can stream."""
+
+    def __init__(self, root: str, size: int):
+        self.size = size
+        self.paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+                            if p.lower().endswith((".jpg", ".jpeg", ".png")))
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = torchvision.io.decode_image(self.paths[i], mode=torchvision.io.ImageReadMode.RGB)  # (3, H, W)
+        side = min(image.shape[-2:])
+        top = (image.shape[-2] - side) // 2
+        left = (image.shape[-1] - side) // 2
+        return resize_images(image[None, :, top:top + side, left:left + side], self.size)[0]
+
+
+def folder_images(root: str, size: int, in_memory_limit_mb: int):
+    """The folder as one uint8 tensor (N, 3, size, size), filled one image at a time, when it fits
+    --in-memory-limit-mb; above it the FolderImages themselves, streamed by run.batches (collate_fn=torch.stack)."""
+    folder = FolderImages(root, size)
+    if len(folder) == 0:
+        fail(f"--dataset folder: no .jpg/.png images under {root}; pass --data-dir pointing at them", 1)
+    if len(folder) * 3 * size ** 2 > in_memory_limit_mb * 2 ** 20:
+        return folder
+    images = torch.empty(len(folder), 3, size, size, dtype=torch.uint8)
+    for i in range(len(folder)):
+        images[i] = folder[i]
+    return images
 # ============================================= end of image-data block =============================================
 
 

@@ -49,6 +49,27 @@ def test_common_block_comes_after_the_paper_and_before_main():
         assert text.rstrip().endswith('if __name__ == "__main__":\n    train(tyro.cli(Args))'), name
 
 
+def test_image_data_block_reads_a_folder_the_same_in_memory_and_streamed(tmp_path):
+    """folder_images (dcgan, lsgan, wgan, wgan_gp and began's --dataset folder): every .jpg/.png of any tree, sorted;
+    each centre-cropped to a square (a wide image loses its sides, a tall one its top and bottom) and resized. Under
+    --in-memory-limit-mb one uint8 tensor, above it the FolderImages themselves, item for item the same images."""
+    (tmp_path / "a" / "deeper").mkdir(parents=True)
+    wide = torch.zeros(3, 20, 40, dtype=torch.uint8)
+    wide[:, :, 10:30] = 200  # the centre square is bright, the sides dark
+    tall = torch.full((3, 40, 20), 50, dtype=torch.uint8)
+    tall[:, 10:30, :] = 100
+    torchvision.io.write_png(wide, str(tmp_path / "a" / "1.png"))
+    torchvision.io.write_png(tall, str(tmp_path / "a" / "deeper" / "2.PNG"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    in_memory = dcgan.folder_images(str(tmp_path), 10, in_memory_limit_mb=1)
+    streamed = dcgan.folder_images(str(tmp_path), 10, in_memory_limit_mb=0)
+    assert isinstance(in_memory, torch.Tensor) and isinstance(streamed, dcgan.FolderImages)
+    assert in_memory.shape == (2, 3, 10, 10) and in_memory.dtype == torch.uint8 and len(streamed) == 2
+    assert torch.equal(torch.stack([streamed[0], streamed[1]]), in_memory)
+    assert torch.equal(in_memory[0], torch.full((3, 10, 10), 200, dtype=torch.uint8))
+    assert torch.equal(in_memory[1], torch.full((3, 10, 10), 100, dtype=torch.uint8))
+
+
 def tiny_gan(data) -> list:
     """gan.py at a tiny width on the tiny MNIST in `data`, no eval samples: the plumbing tests' run."""
     return ["--data-dir", data, "--no-download", "--no-cuda", "--hidden-dim", 32, "--maxout-units", 8,
@@ -182,7 +203,7 @@ def streamed_run(name, tmp_path):
                  "--num-filters", 4, "--h-dim", 8, "--batch-size", 4, "--in-memory-limit-mb", 0, "--num-workers", 2]
     else:  # dcgan
         flags = ["--dataset", "folder", "--data-dir", write_folder(tmp_path / "imgs"), "--ngf", 4, "--ndf", 4,
-                 "--latent-dim", 8, "--batch-size", 4, "--workers", 2]
+                 "--latent-dim", 8, "--batch-size", 4, "--in-memory-limit-mb", 0, "--workers", 2]
     cwd = tmp_path / "work"
     cwd.mkdir()
     return [*flags, "--no-cuda", "--num-eval-samples", 0, "--log-interval", 1], cwd

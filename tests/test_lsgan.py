@@ -213,7 +213,8 @@ def test_sigterm_checkpoint_resumes_exactly_on_an_image_folder_with_figure3_nets
     """SIGTERM -> checkpoint, exit 143; --resume (RNG states read on the CPU) continues exactly: --arch lsun on the
     --dataset folder path with a DataLoader worker, across epochs (40 images, 2 batches per epoch)."""
     root = write_image_folder(tmp_path / "imgs")
-    flags = ["--dataset", "folder", "--data-dir", root, *SMALL, "--workers", 1, "--arch", "lsun"]
+    flags = ["--dataset", "folder", "--data-dir", root, *SMALL, "--in-memory-limit-mb", 0, "--workers", 1,
+             "--arch", "lsun"]
     _, run = check_sigterm_and_exact_resume("lsgan", flags, tmp_path, monkeypatch, extra_iters=3,
                                             tags=("losses/d_loss", "losses/g_loss", "losses/d_loss_real"))
     assert run.name.startswith("folder__lsgan__1__")
