@@ -134,7 +134,6 @@ class Args:
 OBJECTIVES = {"cyclegan": (True, True, True), "cycle-alone": (False, True, True), "gan-alone": (True, False, False),
               "gan+forward": (True, True, False), "gan+backward": (True, False, True)}
 AB_SETS = ("facades", "maps")  # also released in the AB layout; their unpaired copies live in DATA_DIR/<name>_cyclegan
-IMG_EXT = (".jpg", ".jpeg", ".png")
 
 
 def check_args(args: Args):
@@ -157,47 +156,17 @@ def check_args(args: Args):
         fail(f"--input-dir {args.input_dir}: needs --eval-only and a folder holding {'/'.join(IMG_EXT)} images")
 
 
-def list_images(folder: str) -> list:
-    """Sorted names of the image files in folder (none if it does not exist)."""
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXT)) if os.path.isdir(folder) else []
-
-
 def read_rgb(path: str, size: int, half: Optional[int] = None) -> torch.Tensor:
-    """uint8 (3, size, size): the image (or its left / right half) resized, antialiased bicubic as the official PIL."""
-    img = torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
-    img = img if half is None else img.chunk(2, dim=-1)[half]
-    return TF.resize(img, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
+    """uint8 (3, size, size): the image, or the left (half 0: A) or right (half 1: B) half of an A|B pair, resized."""
+    img = decode_rgb(path)
+    if half is not None:
+        img = halves(img)[half]
+    return resize(img, size)
 
 
 def read_images(files: list, size: int, device) -> torch.Tensor:
     """uint8 (N, 3, size, size) on the device from (path, half) pairs."""
     return torch.stack([read_rgb(p, size, half) for p, half in files]).to(device)
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return x.float().div(127.5).sub(1.0)
-
-
-def download(args: Args, root: str) -> Optional[str]:
-    """Unpack the official archive in a temporary folder next to root, then one rename; on failure remove it all."""
-    url = (f"{args.mirror.rstrip('/')}/cyclegan/datasets/{args.dataset}.zip" if args.dataset_mode == "unaligned" else
-           f"{args.mirror.rstrip('/')}/pix2pix/datasets/{args.dataset}.tar.gz")
-    created = not os.path.exists(args.data_dir)
-    try:
-        os.makedirs(args.data_dir, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{os.path.basename(root)}.download-", dir=args.data_dir) as tmp:
-            archive = os.path.join(tmp, os.path.basename(url))
-            print(f"downloading {url}", flush=True)
-            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as f:  # stalled: an error
-                shutil.copyfileobj(response, f)
-            safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
-            shutil.unpack_archive(archive, tmp, **safe)  # .zip (members with "/" or ".." are skipped) or .tar.gz
-            os.rename(os.path.join(tmp, args.dataset), root)  # the archive's top folder is the dataset's name
-    except Exception as e:  # the network, the disk, a broken archive: leave nothing behind (tmp is gone already)
-        if created:
-            shutil.rmtree(args.data_dir, ignore_errors=True)
-        return f"download from {url} failed ({type(e).__name__}; offline?)"
 
 
 def find_images(args: Args):
@@ -207,9 +176,13 @@ def find_images(args: Args):
     root = args.data_dir if args.dataset == "folder" else os.path.join(args.data_dir, args.dataset + suffix)
     problem = None
     if args.download and args.dataset != "folder" and not os.path.exists(root):
-        problem = download(args, root)
+        if args.dataset_mode == "unaligned":
+            url = f"{args.mirror.rstrip('/')}/cyclegan/datasets/{args.dataset}.zip"
+        else:
+            url = f"{args.mirror.rstrip('/')}/pix2pix/datasets/{args.dataset}.tar.gz"
+        problem = download(url, args.dataset, root)  # the archive's top folder is the dataset's name
     subdirs = ["trainA", "trainB", "testA", "testB"] if args.dataset_mode == "unaligned" else ["train", "test"]
-    found = {d: [os.path.join(root, d, f) for f in list_images(os.path.join(root, d))] for d in subdirs}
+    found = {d: list_images(os.path.join(root, d)) for d in subdirs}
     missing = [d for d in subdirs if not found[d]]
     if missing:
         fail(f"{args.dataset} ({args.dataset_mode}) {problem or 'not found'}: expected images in {root}/{missing[0]}; "
@@ -234,7 +207,7 @@ def crop_batch(images: torch.Tensor, args: Args, domain: int, step: int, n_batch
     epoch, i = divmod(step, n_batches)
     first = i * args.batch_size + rank * (args.batch_size // world)  # index_batches' slice of this rank
     keys = [f"{args.seed}/{domain}/{epoch}/{j}" for j in range(first, first + len(images))]
-    return normalize(torch.stack([augment(img, key, args.img_size) for img, key in zip(images, keys, strict=True)]))
+    return normalise(torch.stack([augment(img, key, args.img_size) for img, key in zip(images, keys, strict=True)]))
 
 
 def image_pool(history: list, images: torch.Tensor, size: int) -> torch.Tensor:
@@ -363,9 +336,10 @@ def translate_folder(net: nn.Module, args: Args, device):
     out_dir = os.path.join(os.path.dirname(os.path.abspath(args.resume)), args.direction)
     os.makedirs(out_dir, exist_ok=True)
     files = list_images(args.input_dir)
-    for f in files:
-        y = net(normalize(read_rgb(os.path.join(args.input_dir, f), args.img_size)[None].to(device)))
-        torchvision.io.write_png(to_uint8(y[0]), os.path.join(out_dir, os.path.splitext(f)[0] + ".png"))
+    for path in files:
+        y = net(normalise(read_rgb(path, args.img_size)[None].to(device)))
+        name = os.path.splitext(os.path.basename(path))[0]
+        torchvision.io.write_png(to_uint8(y[0]), os.path.join(out_dir, name + ".png"))
     print(f"done: {len(files)} images translated {args.direction} into {out_dir}")
 
 
@@ -412,7 +386,7 @@ def train(args: Args):
             parts = []
             for i in range(0, len(files), 16):
                 x = read_images(files[i:i + 16], args.img_size, device)
-                y = net(normalize(x))
+                y = net(normalise(x))
                 parts.append((x.cpu(), to_uint8(y), to_uint8(back(y))))
             for k, v in zip(["inputs", "outputs", "cycle"], zip(*parts, strict=True), strict=True):
                 out[f"{d}_{k}"] = torch.cat(v).numpy()
@@ -490,6 +464,62 @@ def train(args: Args):
             if gan:  # cycle-alone never steps optimizer_d
                 scheduler_d.step()
     run.finish()
+
+
+# ===== CleanGAN image-to-image data block: the same text in pix2pix.py and cyclegan.py, TRY NOT TO MODIFY =====
+IMG_EXT = (".jpg", ".jpeg", ".png")
+
+
+def list_images(folder: str) -> list:
+    """Sorted paths of the image files in `folder` (none if it does not exist)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMG_EXT))
+
+
+def decode_rgb(path: str) -> torch.Tensor:
+    """An image file -> uint8 (3, H, W)."""
+    return torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
+
+
+def resize(img: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (..., size, size), antialiased bicubic (the official code's PIL Image.BICUBIC)."""
+    return TF.resize(img, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
+
+
+def halves(ab: torch.Tensor) -> tuple:
+    """An A|B pair side by side -> (A, B): the left and right halves, of equal width (an odd last column dropped)."""
+    width = ab.shape[-1] // 2
+    return ab[..., :width], ab[..., width:2 * width]
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def download(url: str, top: str, target: str) -> Optional[str]:
+    """Fetch the archive at `url` (.tar.gz or .zip; a stalled mirror times out after 60 s) and unpack its top folder
+    `top` to `target`: in a temporary folder next to it, then one rename. Returns None, or what failed; a failure
+    leaves nothing behind, not even a --data-dir it made."""
+    data_dir = os.path.dirname(target)
+    created = not os.path.exists(data_dir)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{os.path.basename(target)}.download-", dir=data_dir) as tmp:
+            archive = os.path.join(tmp, os.path.basename(url))
+            print(f"downloading {url} into {target}", flush=True)
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as f:
+                shutil.copyfileobj(response, f)
+            safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
+            shutil.unpack_archive(archive, tmp, **safe)  # .zip (members with "/" or ".." are skipped) or .tar.gz
+            os.rename(os.path.join(tmp, top), target)
+    except Exception as e:  # the network, the disk, a broken archive: leave nothing behind (tmp is gone already)
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        return f"download from {url} failed ({type(e).__name__}; offline?)"
+    return None
+# ========================================== end of image-to-image data block ==========================================
 
 
 # ===================== CleanGAN common block: the same text in every script, TRY NOT TO MODIFY =====================

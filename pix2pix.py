@@ -25,7 +25,6 @@ import random
 import shutil
 import signal
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.request
@@ -130,23 +129,7 @@ class Args:
     """where --download fetches MIRROR/<dataset>.tar.gz (default: the official server; file:///path works)"""
 
 
-IMG_EXT = (".jpg", ".jpeg", ".png")
 EVAL_IMAGES = 50  # the fixed test subset of each --eval-interval file
-
-
-def read_rgb(path: str) -> torch.Tensor:
-    """An image file -> uint8 (3, H, W)."""
-    return torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
-
-
-def resize(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic, antialiased resize to (size, size) (official: Image.BICUBIC)."""
-    return TF.resize(img, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return x.float().div_(127.5).sub_(1.0)
 
 
 def translate(g: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -174,34 +157,12 @@ def check_args(args: Args):
         fail(f"--input-dir {args.input_dir}: needs --eval-only and a folder holding {'/'.join(IMG_EXT)} images")
 
 
-def list_images(folder: str) -> list:
-    ok = os.path.isdir(folder)
-    return sorted(os.path.join(folder, f) for f in (os.listdir(folder) if ok else []) if f.lower().endswith(IMG_EXT))
-
-
-def download(url: str, name: str, data_dir: str):
-    """Fetch and unpack an archive holding <name>/ into DATA_DIR/<name> atomically: download and extraction happen in a
-    temporary folder next to the target, then one rename. A failure leaves nothing, not even a --data-dir it made."""
-    created = not os.path.exists(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}-download-", dir=data_dir)
-    try:
-        print(f"downloading {url} into {os.path.join(data_dir, name)}", flush=True)
-        urllib.request.urlretrieve(url, os.path.join(tmp, f"{name}.tar.gz"))
-        with tarfile.open(os.path.join(tmp, f"{name}.tar.gz")) as tar:
-            tar.extractall(tmp, filter="data")
-        os.rename(os.path.join(tmp, name), os.path.join(data_dir, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created and not os.path.exists(os.path.join(data_dir, name)):
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
 def read_ab(path: str, size: int, direction: str) -> torch.Tensor:
     """One AB image (A | B side by side) -> uint8 (6, size, size): the input's 3 channels, then the target's."""
-    ab = read_rgb(path)  # (3, H, 2W)
-    a, b = resize(ab[:, :, :ab.shape[2] // 2], size), resize(ab[:, :, ab.shape[2] // 2:2 * (ab.shape[2] // 2)], size)
-    return torch.cat([a, b] if direction == "AtoB" else [b, a])
+    a, b = halves(decode_rgb(path))  # (3, H, 2W) -> two (3, H, W)
+    if direction == "BtoA":
+        a, b = b, a
+    return torch.cat([resize(a, size), resize(b, size)])
 
 
 def read_pairs(paths: list, size: int, direction: str) -> torch.Tensor:
@@ -216,10 +177,7 @@ def find_data(args: Args):
     how, url = "not found", f"{args.mirror.rstrip('/')}/{args.dataset}.tar.gz"
     fetch = args.download and args.dataset not in ("folder", "cityscapes")
     if fetch and not list_images(os.path.join(root, "train")):
-        try:
-            download(url, args.dataset, args.data_dir)
-        except (OSError, ValueError, tarfile.TarError) as e:
-            how = f"download from {url} failed ({type(e).__name__}; offline?)"
+        how = download(url, args.dataset, root) or how
     files = {s: list_images(os.path.join(root, s)) for s in ("train", "val", "test")}
     if not files["train"] or not (files["val"] or files["test"]):
         hint = {"cityscapes": "it cannot be downloaded: see the official datasets/prepare_cityscapes_dataset.py",
@@ -469,11 +427,67 @@ def train(args: Args):
         os.makedirs(f"{run.dir}/translated", exist_ok=True)
         with test_mode(generator, args.test_dropout, args.test_batch_stats, args.seed + 1, device):
             for p in list_images(args.input_dir):
-                out = generator(normalise(resize(read_rgb(p), args.img_size)[None].to(device)))
+                out = generator(normalise(resize(decode_rgb(p), args.img_size)[None].to(device)))
                 name = os.path.splitext(os.path.basename(p))[0]
                 torchvision.utils.save_image(out * 0.5 + 0.5, f"{run.dir}/translated/{name}.png")
         run.writer.close()
         print(f"done: translations in {run.dir}/translated")
+
+
+# ===== CleanGAN image-to-image data block: the same text in pix2pix.py and cyclegan.py, TRY NOT TO MODIFY =====
+IMG_EXT = (".jpg", ".jpeg", ".png")
+
+
+def list_images(folder: str) -> list:
+    """Sorted paths of the image files in `folder` (none if it does not exist)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMG_EXT))
+
+
+def decode_rgb(path: str) -> torch.Tensor:
+    """An image file -> uint8 (3, H, W)."""
+    return torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
+
+
+def resize(img: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (..., size, size), antialiased bicubic (the official code's PIL Image.BICUBIC)."""
+    return TF.resize(img, [size, size], TF.InterpolationMode.BICUBIC, antialias=True)
+
+
+def halves(ab: torch.Tensor) -> tuple:
+    """An A|B pair side by side -> (A, B): the left and right halves, of equal width (an odd last column dropped)."""
+    width = ab.shape[-1] // 2
+    return ab[..., :width], ab[..., width:2 * width]
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def download(url: str, top: str, target: str) -> Optional[str]:
+    """Fetch the archive at `url` (.tar.gz or .zip; a stalled mirror times out after 60 s) and unpack its top folder
+    `top` to `target`: in a temporary folder next to it, then one rename. Returns None, or what failed; a failure
+    leaves nothing behind, not even a --data-dir it made."""
+    data_dir = os.path.dirname(target)
+    created = not os.path.exists(data_dir)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{os.path.basename(target)}.download-", dir=data_dir) as tmp:
+            archive = os.path.join(tmp, os.path.basename(url))
+            print(f"downloading {url} into {target}", flush=True)
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as f:
+                shutil.copyfileobj(response, f)
+            safe = {} if archive.endswith(".zip") else {"filter": "data"}  # tar: no absolute paths or links out of tmp
+            shutil.unpack_archive(archive, tmp, **safe)  # .zip (members with "/" or ".." are skipped) or .tar.gz
+            os.rename(os.path.join(tmp, top), target)
+    except Exception as e:  # the network, the disk, a broken archive: leave nothing behind (tmp is gone already)
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        return f"download from {url} failed ({type(e).__name__}; offline?)"
+    return None
+# ========================================== end of image-to-image data block ==========================================
 
 
 # ===================== CleanGAN common block: the same text in every script, TRY NOT TO MODIFY =====================

@@ -1,4 +1,5 @@
-"""The common block (all ten scripts) and the image-data block (the eight noise-to-image scripts): read and copy them.
+"""The common block (all ten scripts), the image-data block (the eight noise-to-image scripts) and the image-to-image
+data block (pix2pix and cyclegan): read and copy them.
 
 The blocks are copied text, never imported: a change is made in one script, then copied to the others with
 `python tests/common_block.py --sync SCRIPT` (a maintainer's tool, not collected by pytest); test_common_block.py
@@ -10,8 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["gan", "cgan", "dcgan", "lsgan", "infogan", "wgan", "wgan_gp", "began", "pix2pix", "cyclegan"]
 IMAGE_SCRIPTS = SCRIPTS[:8]
+I2I_SCRIPTS = SCRIPTS[8:]
 MARKERS = {"common": ("CleanGAN common block", "end of common block"),
-           "image": ("CleanGAN image-data block", "end of image-data block")}
+           "image": ("CleanGAN image-data block", "end of image-data block"),
+           "i2i": ("CleanGAN image-to-image data block", "end of image-to-image data block")}
 
 
 def span(text: str, kind: str):
@@ -32,7 +35,7 @@ def block(name: str, kind: str = "common"):
 
 
 def sync(source: str):
-    for kind, targets in [("common", SCRIPTS), ("image", IMAGE_SCRIPTS)]:
+    for kind, targets in [("common", SCRIPTS), ("image", IMAGE_SCRIPTS), ("i2i", I2I_SCRIPTS)]:
         new = block(source, kind)
         for name in targets:
             path = ROOT / f"{name}.py"

@@ -33,13 +33,15 @@ from torch.utils.tensorboard import SummaryWriter
 dcgan = load_script("dcgan")
 
 
-def test_common_block_is_the_same_text_in_all_ten_scripts():
+def test_common_block_is_the_same_text_in_all_ten_scripts_and_the_data_blocks_in_theirs():
     texts = {name: block(name) for name in SCRIPTS}
     assert all(texts.values()), [n for n, t in texts.items() if not t]
     assert len(set(texts.values())) == 1, "differs: " + ", ".join(n for n, t in texts.items() if t != texts["dcgan"])
     images = {name: block(name, "image") for name in IMAGE_SCRIPTS}
     assert all(images.values()) and len(set(images.values())) == 1
     assert block("pix2pix", "image") is None and block("cyclegan", "image") is None
+    assert block("pix2pix", "i2i") is not None and block("pix2pix", "i2i") == block("cyclegan", "i2i")
+    assert all(block(name, "i2i") is None for name in IMAGE_SCRIPTS)
 
 
 def test_common_block_comes_after_the_paper_and_before_main():

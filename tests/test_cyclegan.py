@@ -461,16 +461,14 @@ def test_aligned_download_unpacks_the_tar_and_refuses_members_outside_it(tmp_pat
     with tarfile.open(mirror / "facades.tar.gz", "w:gz") as tar:
         tar.add(src, arcname="facades")
     args = cyc.Args(data_dir=str(tmp_path / "data"), dataset_mode="aligned", mirror=f"file://{tmp_path / 'mirror'}")
-    assert cyc.download(args, str(tmp_path / "data" / "facades")) is None
+    assert len(cyc.find_images(args)[0]) == 6  # downloaded: the six training pairs, read as A halves
     assert sorted(os.listdir(tmp_path / "data")) == ["facades"]  # no temporary folder left
-    assert len(cyc.find_images(args)[0]) == 6  # the six training pairs, read as A halves
 
     escaped = tmp_path / "escaped.txt"
     with tarfile.open(mirror / "facades.tar.gz", "w:gz") as tar:
         tar.add(src / "train" / "0.jpg", arcname="facades/train/0.jpg")
         tar.add(src / "train" / "1.jpg", arcname="../../escaped.txt")  # DATA_DIR/.facades.download-*/ -> tmp_path
-    args.data_dir = str(tmp_path / "data2")
-    problem = cyc.download(args, str(tmp_path / "data2" / "facades"))
+    problem = cyc.download(f"file://{mirror}/facades.tar.gz", "facades", str(tmp_path / "data2" / "facades"))
     assert problem is not None and "failed" in problem
     assert not escaped.exists() and not (tmp_path / "data2").exists()
 
@@ -502,8 +500,8 @@ def test_download_reads_the_mirror_with_a_timeout(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setattr(urllib.request, "urlretrieve", no_timeout)
     args = cyc.Args(data_dir=str(tmp_path / "data"), mirror=f"file://{mirror}")
-    assert cyc.download(args, str(tmp_path / "data" / "facades_cyclegan")) is None and timeouts == [60]
-    assert len(cyc.find_images(args)[0]) == 6 and sorted(os.listdir(tmp_path / "data")) == ["facades_cyclegan"]
+    assert len(cyc.find_images(args)[0]) == 6 and timeouts == [60]
+    assert sorted(os.listdir(tmp_path / "data")) == ["facades_cyclegan"]
 
 
 def test_backend_flag_picks_the_process_group_backend(monkeypatch):

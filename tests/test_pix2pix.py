@@ -449,6 +449,31 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
     check_failed_download_leaves_nothing("pix2pix", SMALL, tmp_path, monkeypatch)
 
 
+def test_download_reads_the_mirror_with_a_timeout(tmp_path, ab_root, monkeypatch):
+    """A stalled mirror cannot hang the run (the image-to-image data block's download, shared with CycleGAN): the
+    archive is read by urlopen with a 60 s timeout, never by urlretrieve (which has none), and lands in
+    DATA_DIR/facades in one rename."""
+    import urllib.request
+
+    (tmp_path / "mirror").mkdir()
+    with tarfile.open(tmp_path / "mirror" / "facades.tar.gz", "w:gz") as tar:
+        tar.add(ab_root, arcname="facades")
+    real_urlopen, timeouts = urllib.request.urlopen, []
+
+    def urlopen(url, *a, **k):
+        timeouts.append(k.get("timeout"))
+        return real_urlopen(url, *a, **k)
+
+    def no_timeout(*a, **k):
+        raise AssertionError("urlretrieve has no timeout")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlretrieve", no_timeout)
+    args = p2p.Args(data_dir=str(tmp_path / "data"), mirror=(tmp_path / "mirror").as_uri())
+    train, grid, test = p2p.find_data(args)
+    assert timeouts == [60] and sorted(os.listdir(tmp_path / "data")) == ["facades"] and train and test
+
+
 def test_resume_builds_the_checkpoints_networks_and_refuses_a_corrupted_one(tmp_path, ab_root):
     """The networks come from the args saved in the checkpoint where the command line leaves them at their default
     (and the run says so); --resume --eval-only needs no model flag (only where the data is); a typed width the

@@ -37,12 +37,13 @@ def test_cpu_line_parses_and_passes_the_scripts_checks(name):
 
 
 def test_scripts_table_gives_each_files_lines():
-    """The README's "lines" cells (its own + image-data block + common block) are the files' current counts."""
+    """The README's "lines" cells (its own + its data block (image-data or image-to-image) + common block) are the
+    files' current counts."""
     text = (ROOT / "README.md").read_text()
     for name in SCRIPTS:
         cell = re.search(rf"\[{name}\.py\]\({name}\.py\) \(\[docs\]\(docs/{name}\.md\)\) \| ([\d +]+) \|", text)
         assert cell, f"{name}: no row in the README's scripts table"
         total = len((ROOT / f"{name}.py").read_text().splitlines())
-        blocks = [len(b.splitlines()) for b in (block(name, "image"), block(name)) if b]
+        blocks = [len(b.splitlines()) for b in (block(name, "image"), block(name, "i2i"), block(name)) if b]
         expected = " + ".join(str(n) for n in [total - sum(blocks), *blocks])
         assert cell.group(1).strip() == expected, f"{name}: README {cell.group(1).strip()}, the file {expected}"
