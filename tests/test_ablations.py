@@ -124,7 +124,9 @@ def tiny_weights(tmp_path_factory):
 def fake_fcn_module():
     """Stands in for benchmarks/fcn_score.py: a translations.npz's FCN-scores are the `fake_scores` it holds."""
     fake = types.SimpleNamespace()
-    fake.load = lambda: "segmenter"
+
+    def load():
+        return "segmenter"
 
     def score_translations(npz, model):
         assert model == "segmenter"
@@ -135,11 +137,19 @@ def fake_fcn_module():
     def score(photos, classes, model):
         return {"per_pixel_acc": 0.9, "per_class_acc": 0.5, "class_iou": 0.4}
 
+    def find_labels_to_photo(arrays):
+        if "b2a_inputs" in arrays:
+            return "b2a_inputs", "b2a_outputs"
+        return "inputs", "outputs"
+
+    def classes_from_label_maps(maps):
+        return np.zeros((len(maps), *maps.shape[2:]), np.int64)
+
+    fake.load = load
     fake.score_translations = score_translations
     fake.score = score
-    fake.find_labels_to_photo = lambda arrays: ("b2a_inputs", "b2a_outputs") if "b2a_inputs" in arrays else (
-        "inputs", "outputs")
-    fake.classes_from_label_maps = lambda maps: np.zeros((len(maps), *maps.shape[2:]), np.int64)
+    fake.find_labels_to_photo = find_labels_to_photo
+    fake.classes_from_label_maps = classes_from_label_maps
     return fake
 
 
