@@ -200,7 +200,8 @@ class Discriminator(nn.Sequential):
 
 
 def set_carry(iteration: int, *schedules):
-    """Section 3.5.1: per (net, carry_steps), the carry falls linearly from 1 at iteration 0 to 0 at carry_steps."""
+    """Section 3.5.1: per (net, carry_steps), the carry falls linearly: set after iteration k to 1 - k / carry_steps,
+    so iteration 1 trains with 1 and iterations after carry_steps with 0."""
     for net, carry_steps in (s for s in schedules if iteration <= s[1]):
         for m in (m for m in net.modules() if isinstance(m, ConvELU)):
             m.carry.fill_(1 - iteration / carry_steps if carry_steps else 0.0)

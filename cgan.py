@@ -50,7 +50,7 @@ class Args:
     download: bool = True
     """fetch the dataset if it is missing"""
     epochs: int = 100
-    """passes over the training data"""
+    """passes over the training data (the paper stops at the best validation log-likelihood: docs deviation 8)"""
     max_iters: int = 0
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 100

@@ -158,7 +158,9 @@ class Generator(nn.Module):
             layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
             mult //= 2
-        layers += [nn.ConvTranspose2d(ngf, channels, 4, 2, 1), nn.Tanh()]  # (B, C, S, S); no BatchNorm here
+        # (B, C, S, S); no BatchNorm here. Deviations (docs 6, 7): a zero-initialised bias on each conv without
+        # BatchNorm (this one, D's first and last; the official layers have none); BatchNorm eps 1e-5 (official 1e-8)
+        layers += [nn.ConvTranspose2d(ngf, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(init_weights)
 
@@ -173,16 +175,19 @@ class Discriminator(nn.Module):
 
     def __init__(self, ndf: int = 64, channels: int = 1, img_size: int = 32, spectral_norm: bool = False):
         super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        layers = [sn(nn.Conv2d(channels, ndf, 4, 2, 1)), nn.LeakyReLU(0.2, True)]  # no BatchNorm on the input layer
+        layers = [nn.Conv2d(channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]  # no BatchNorm on the input layer
         mult, side = 1, img_size // 2
         while side > 4:
-            layers += [sn(nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False)),
+            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
                        nn.BatchNorm2d(ndf * mult * 2), nn.LeakyReLU(0.2, True)]
             mult, side = mult * 2, side // 2
-        layers += [sn(nn.Conv2d(ndf * mult, 1, 4, 1, 0))]  # (B, 1, 1, 1): a logit, the sigmoid lives in the loss
+        layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0)]  # (B, 1, 1, 1): a logit, the sigmoid lives in the loss
         self.net = nn.Sequential(*layers)
         self.apply(init_weights)
+        if spectral_norm:  # after the init: the parametrisation keeps the N(0, 0.02) weight as its `original`
+            for m in self.net:
+                if isinstance(m, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x):
         return self.net(x).view(-1)  # (B,)

@@ -52,7 +52,7 @@ class Args:
     download: bool = True
     """fetch the dataset if it is missing"""
     epochs: int = 5
-    """passes over the training data"""
+    """passes over the training data (the paper gives no length; official code: max_steps 1000000; docs deviation 8)"""
     max_iters: int = 0
     """stop after this many generator updates (0 = no cap)"""
     batch_size: int = 64
@@ -139,7 +139,8 @@ def sample_noise(n: int, dim: int, kind: str, device, generator=None) -> torch.T
 
 
 def init_weights(m: nn.Module):
-    """Official code (DCGAN-tensorflow ops): weights N(0, 0.02), biases 0; BatchNorm scale 1, shift 0 (PyTorch's)."""
+    """Official code (DCGAN-tensorflow ops): weights N(0, 0.02), biases 0; BatchNorm scale 1, shift 0 (PyTorch's).
+    Deviation (docs 6): a plain normal, where the official conv2d draws from one truncated at two std."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
@@ -210,7 +211,8 @@ NETWORKS = {"dcgan": (dcgan_generator, dcgan_discriminator), "lsun": (lsun_gener
 
 
 def least_squares(out: torch.Tensor, target: float) -> torch.Tensor:
-    """1/2 E[(D(.) - target)^2]: one term of Eq. 2."""
+    """1/2 E[(D(.) - target)^2]: one term of Eq. 2. Deviation (docs 5): the batch mean, where the official
+    reduce_mean(l2_loss(...)) is 1/2 the batch sum."""
     return 0.5 * F.mse_loss(out, torch.full_like(out, target))
 
 
@@ -278,6 +280,7 @@ def train(args: Args):
     # ALGO LOGIC: alternate one D and one G Adam step per minibatch on the least squares objectives of Eq. 2
     for iteration in run.loop(total_iters, n_batches):
         real = next(batches).float().div_(127.5).sub_(1.0).contiguous(memory_format=memory_format)  # [-1, 1]
+        # Deviation (docs 7): G(z) once for both steps; the official code recomputes it (G's BatchNorm stats move twice)
         fake = g_train(sample_noise(len(real), args.latent_dim, args.noise, device))
 
         # (1) Update D, Eq. 2: minimise 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2]; G(z) detached

@@ -122,7 +122,7 @@ def check_args(args: Args):
 
 def load_images(args: Args):
     """uint8 (N, 1, 28, 28) (MNIST: all 60k, gan_mnist.py 50k) or (N, 3, 32, 32); a folder over the limit streams
-    (folder_images, image-data block: the official code's Scale + CenterCrop region)."""
+    (folder_images, image-data block: WGAN's official Scale + CenterCrop region; the WGAN-GP code reads no folder)."""
     if args.dataset != "folder":
         return torchvision_images(args.dataset, args.data_dir, args.download)[0]
     return folder_images(args.data_dir, 32, args.in_memory_limit_mb)
@@ -305,8 +305,8 @@ def train(args: Args):
             optimizer_c.zero_grad(set_to_none=True)
             c_loss.backward()
             optimizer_c.step()
-            if clipping:
-                clip_weights(critic, args.clip_value)  # Section 3's baseline: WGAN's clipping after each critic step
+            if clipping:  # Section 3's baseline: WGAN's clipping after each critic step. Deviation: the official
+                clip_weights(critic, args.clip_value)  # 'wgan' mode also has RMSProp(5e-5) and BatchNorm (docs)
 
         # (2) Update the generator: descend -E[D(G(z))] (Algorithm 1, line 12)
         g_loss = generator_loss(c_train(g_train(torch.randn(len(real), args.latent_dim, device=device))))

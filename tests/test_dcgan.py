@@ -138,6 +138,8 @@ def test_spectral_norm_wraps_discriminator_convs():
 
     d = dcgan.Discriminator(8, 1, 32, spectral_norm=True)
     assert all(parametrize.is_parametrized(m, "weight") for m in convs(d))
+    for m in convs(d):  # Section 4's N(0, 0.02) init reaches the stored weight, not only a discarded computed one
+        assert abs(m.parametrizations.weight.original.std().item() - 0.02) < 0.004
     assert not any(parametrize.is_parametrized(m, "weight") for m in convs(dcgan.Discriminator(8, 1, 32)))
     assert d(torch.randn(3, 1, 32, 32)).shape == (3,)
 
