@@ -421,6 +421,25 @@ def check_failed_download_leaves_nothing(name: str, args, tmp_path, monkeypatch,
     assert not target.exists(), f"{target} was left behind"
 
 
+def record_download_timeouts(monkeypatch) -> list:
+    """Patch urllib so that every urlopen call appends its timeout to the returned list (and still reads the URL),
+    and urlretrieve, which has no timeout (a stalled mirror would hang the run), fails the test."""
+    import urllib.request
+
+    real_urlopen, timeouts = urllib.request.urlopen, []
+
+    def urlopen(url, *a, **k):
+        timeouts.append(k.get("timeout"))
+        return real_urlopen(url, *a, **k)
+
+    def no_timeout(*a, **k):
+        raise AssertionError("urlretrieve has no timeout")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlretrieve", no_timeout)
+    return timeouts
+
+
 def scalar_means(run_dir, tags, last: int) -> dict:
     """Mean of the last `last` logged values of each tag."""
     scalars = read_scalars(run_dir)

@@ -5,7 +5,6 @@ import os
 import random
 import re
 import signal
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from helpers import (
     only_run_dir,
     read_scalars,
     read_tags,
+    record_download_timeouts,
     run_inprocess,
     scalar_means,
     start_ranks,
@@ -489,17 +489,7 @@ def test_download_reads_the_mirror_with_a_timeout(tmp_path, monkeypatch):
     """A stalled mirror cannot hang the run: the archive is read by urlopen with a 60 s timeout (urlretrieve has
     none), and the set lands in DATA_DIR/facades_cyclegan."""
     mirror, src = write_mirror(tmp_path)
-    real_urlopen, timeouts = urllib.request.urlopen, []
-
-    def urlopen(url, *a, **k):
-        timeouts.append(k.get("timeout"))
-        return real_urlopen(url, *a, **k)
-
-    def no_timeout(*a, **k):
-        raise AssertionError("urlretrieve has no timeout")
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    monkeypatch.setattr(urllib.request, "urlretrieve", no_timeout)
+    timeouts = record_download_timeouts(monkeypatch)
     args = cyc.Args(data_dir=str(tmp_path / "data"), mirror=f"file://{mirror}")
     assert len(cyc.find_images(args)[0]) == 6 and timeouts == [60]
     assert sorted(os.listdir(tmp_path / "data")) == ["facades_cyclegan"]

@@ -26,6 +26,7 @@ from helpers import (
     only_run_dir,
     read_scalars,
     read_tags,
+    record_download_timeouts,
     run_inprocess,
     scalar_means,
     script_path,
@@ -453,22 +454,10 @@ def test_download_reads_the_mirror_with_a_timeout(tmp_path, ab_root, monkeypatch
     """A stalled mirror cannot hang the run (the image-to-image data block's download, shared with CycleGAN): the
     archive is read by urlopen with a 60 s timeout, never by urlretrieve (which has none), and lands in
     DATA_DIR/facades in one rename."""
-    import urllib.request
-
     (tmp_path / "mirror").mkdir()
     with tarfile.open(tmp_path / "mirror" / "facades.tar.gz", "w:gz") as tar:
         tar.add(ab_root, arcname="facades")
-    real_urlopen, timeouts = urllib.request.urlopen, []
-
-    def urlopen(url, *a, **k):
-        timeouts.append(k.get("timeout"))
-        return real_urlopen(url, *a, **k)
-
-    def no_timeout(*a, **k):
-        raise AssertionError("urlretrieve has no timeout")
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    monkeypatch.setattr(urllib.request, "urlretrieve", no_timeout)
+    timeouts = record_download_timeouts(monkeypatch)
     args = p2p.Args(data_dir=str(tmp_path / "data"), mirror=(tmp_path / "mirror").as_uri())
     train, grid, test = p2p.find_data(args)
     assert timeouts == [60] and sorted(os.listdir(tmp_path / "data")) == ["facades"] and train and test
